@@ -1,0 +1,281 @@
+"""Behaviour of curiosity_rf.py: each test checks a piece of the algorithm against numbers worked out
+by hand or by numpy, and the end-to-end tests run the real script on a real Atari game."""
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, read_scalars, run_script
+
+SPEC_TAGS = {
+    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/frames",
+    "charts/intrinsic_reward_mean", "charts/reward_rms_std", "charts/feature_std",
+    "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
+    "losses/explained_variance", "losses/dynamics_loss",
+}
+
+
+# ---------------------------------------------------------------- reward normalisation
+def test_reward_filter_runs_along_time_and_persists_across_rollouts(rf):
+    gamma = 0.5
+    reward_filter, reward_rms = rf.RewardForwardFilter(gamma, num_envs=2), rf.RunningMeanStd()
+    rewards = np.zeros((3, 2))  # (T, N): env 0 gets 1 at t=0, env 1 gets 4 at t=2
+    rewards[0, 0], rewards[2, 1] = 1.0, 4.0
+    normalised = rf.normalize_rewards(rewards, reward_filter, reward_rms)
+    # Along time, per env: env 0 decays 1, .5, .25; env 1 is 0, 0, 4. Along the env axis it would mix them.
+    filtered = np.array([[1.0, 0.0], [0.5, 0.0], [0.25, 4.0]])
+    np.testing.assert_allclose(reward_filter.rewems, [0.25, 4.0])
+    np.testing.assert_allclose(reward_rms.mean, filtered.mean(), rtol=1e-4)
+    np.testing.assert_allclose(reward_rms.var, filtered.var(), rtol=1e-4)
+    np.testing.assert_allclose(normalised, rewards / np.sqrt(reward_rms.var))
+    assert normalised[0, 0] == pytest.approx(1 / filtered.std(), rel=1e-4)  # the mean is not subtracted
+
+    # Next rollout: the filter carries on from where it stopped (never reset, not even at episode ends)
+    rf.normalize_rewards(np.zeros((2, 2)), reward_filter, reward_rms)
+    np.testing.assert_allclose(reward_filter.rewems, [0.25 * gamma**2, 4.0 * gamma**2])
+    assert reward_rms.count == pytest.approx(10 + 1e-4)
+
+
+def test_running_mean_std_merge_matches_numpy(rf):
+    rng = np.random.default_rng(0)
+    batches = [rng.normal(3.0, 2.0, size=n) for n in (7, 100, 1, 33)]
+    rms = rf.RunningMeanStd()
+    for batch in batches:
+        rms.update(batch)
+    everything = np.concatenate(batches)
+    assert rms.count == pytest.approx(len(everything) + 1e-4)
+    np.testing.assert_allclose(rms.mean, everything.mean(), rtol=1e-5)
+    np.testing.assert_allclose(rms.var, everything.var(), rtol=1e-5)
+
+
+# ---------------------------------------------------------------- advantages
+def test_gae_matches_hand_worked_example(rf):
+    rewards = torch.tensor([[1.0], [0.0], [2.0]])
+    values = torch.tensor([[0.5], [0.4], [0.3]])
+    next_value = torch.tensor([0.2])
+    dones = torch.tensor([[0.0], [1.0], [0.0]])  # the episode ended with step 1
+    gamma, lam = 0.9, 0.8
+    # Without dones (pure curiosity): bootstrap through the episode end.
+    #   delta = [1 + .9*.4 - .5, 0 + .9*.3 - .4, 2 + .9*.2 - .3] = [.86, -.13, 1.88]
+    #   A2 = 1.88; A1 = -.13 + .72*1.88 = 1.2236; A0 = .86 + .72*1.2236 = 1.740992
+    adv, ret = rf.gae(rewards, values, next_value, dones, gamma, lam, use_dones=False)
+    torch.testing.assert_close(adv[:, 0], torch.tensor([1.740992, 1.2236, 1.88]))
+    torch.testing.assert_close(ret, adv + values)
+    # With dones: step 1 neither bootstraps from V(x_2) nor sees A2. A1 = -.4; A0 = .86 + .72*(-.4) = .572
+    adv, ret = rf.gae(rewards, values, next_value, dones, gamma, lam, use_dones=True)
+    torch.testing.assert_close(adv[:, 0], torch.tensor([0.572, -0.4, 1.88]))
+    torch.testing.assert_close(ret, adv + values)
+
+
+def test_minibatches_are_whole_env_trajectories(rf):
+    groups = rf.minibatch_envs(16, 4, np.random.default_rng(0))
+    assert groups.shape == (4, 4)
+    assert sorted(groups.ravel().tolist()) == list(range(16))  # every env once per epoch
+    assert not np.array_equal(groups.ravel(), np.arange(16))  # shuffled
+    # The update indexes storage as [:, envs]: all T steps of each chosen env, nothing else
+    storage = torch.arange(5 * 16).view(5, 16)  # (T, N)
+    for envs in groups:
+        assert storage[:, torch.from_numpy(envs)].shape == (5, 4)
+
+
+# ---------------------------------------------------------------- networks
+def test_forward_loss_never_reaches_the_encoder_and_policy_has_its_own(rf):
+    torch.manual_seed(0)
+    num_actions, dim = 4, 32
+    phi, forward_model, policy = rf.Features(dim, num_actions), rf.ForwardModel(dim, num_actions), rf.Policy(num_actions)
+    phi_ids = {id(p) for p in phi.parameters()}
+    assert phi_ids and phi_ids.isdisjoint(id(p) for p in policy.parameters())
+    before = {k: v.clone() for k, v in phi.state_dict().items()}
+
+    x = torch.randn(6, 3, 4, 84, 84)  # (T+1, n) normalised frames
+    actions = torch.randint(num_actions, (5, 3))
+    features, aux_loss, _ = phi.loss(x, actions)
+    features.requires_grad_(True)  # even a differentiable input must get no gradient from the forward loss
+    optimizer = torch.optim.Adam([*forward_model.parameters(), *policy.parameters()], lr=1e-2)
+    loss = rf.prediction_error(forward_model, features, actions).mean() + aux_loss
+    loss.backward()
+    assert features.grad is None
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in forward_model.parameters())
+    optimizer.step()
+    for k, v in phi.state_dict().items():
+        assert torch.equal(v, before[k]), f"random encoder changed: {k}"
+    assert not any(p.requires_grad for p in phi.parameters())
+
+
+def test_intrinsic_reward_is_mean_over_feature_dims_of_squared_error(rf):
+    torch.manual_seed(0)
+    forward_model = rf.ForwardModel(8, 3, hidden=16)
+    features = torch.randn(4, 2, 8)  # (T+1, n, D)
+    actions = torch.randint(3, (3, 2))
+    reward = rf.prediction_error(forward_model, features, actions)
+    assert reward.shape == (3, 2)
+    for t in range(3):
+        for e in range(2):
+            pred = forward_model(features[t, e][None], actions[t, e][None])[0]
+            expected = ((pred - features[t + 1, e]) ** 2).sum() / 8
+            assert reward[t, e].item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_forward_model_sees_the_action_at_every_layer(rf):
+    forward_model = rf.ForwardModel(8, 3, hidden=16, num_blocks=2)
+    layers = [forward_model.inp, *[d for block in forward_model.blocks for d in block], forward_model.out]
+    assert [layer.in_features for layer in layers] == [8 + 3] + [16 + 3] * 4 + [16 + 3]
+    x = torch.randn(5, 8)
+    assert not torch.allclose(forward_model(x, torch.zeros(5, dtype=torch.long)),
+                              forward_model(x, torch.ones(5, dtype=torch.long)))
+
+
+def test_cached_features_equal_recomputed_ones(rf):
+    phi = rf.Features(16, 4)
+    x = torch.randn(3, 2, 4, 84, 84)
+    features, aux_loss, stats = phi.loss(x, torch.zeros(2, 2, dtype=torch.long))
+    assert rf.Features.cache and aux_loss.item() == 0 and stats == {}
+    torch.testing.assert_close(features, rf.apply_flat(phi, x))
+
+
+def test_reference_initialisation_and_leaky_slope(rf):
+    torch.manual_seed(0)
+    policy = rf.Policy(6)
+    norms = policy.logits.weight.norm(dim=1)  # normc: every unit's weight vector has norm 1
+    torch.testing.assert_close(norms, torch.ones(6))
+    assert torch.all(policy.logits.bias == 0)
+    slopes = [m.negative_slope for m in rf.conv_trunk(8) if isinstance(m, torch.nn.LeakyReLU)]
+    assert slopes == [0.2, 0.2, 0.2]
+    assert rf.conv_trunk(8)(torch.zeros(2, 4, 84, 84)).shape == (2, 8)
+
+
+# ---------------------------------------------------------------- observations and envs
+class _FrameEnv:
+    """Stands in for the vector env: step returns pre-drawn frames, to check the statistics exactly."""
+
+    class _Space:
+        n = 3
+
+    def __init__(self, frames):
+        self.frames, self.i = frames, 0
+        self.num_envs = frames.shape[1]
+        self.single_observation_space = type("S", (), {"shape": frames.shape[2:]})
+        self.single_action_space = self._Space()
+
+    def step(self, actions):
+        self.i += 1
+        return (self.frames[self.i - 1],)
+
+
+def test_observation_mean_is_per_pixel_and_std_one_scalar(rf):
+    frames = np.random.default_rng(0).integers(0, 256, size=(5, 3, 2, 4, 4)).astype(np.uint8)
+    mean, std = rf.random_agent_obs_stats(_FrameEnv(frames), num_steps=15, rng=np.random.default_rng(0))
+    flat = frames.reshape(15, 2, 4, 4).astype(np.float64)
+    np.testing.assert_allclose(mean, flat.mean(0))
+    assert np.ndim(std) == 0
+    assert std == pytest.approx(flat.std(0).mean())  # per-pixel std averaged over pixels, not std of all pixels
+    norm = rf.ObservationNorm(mean, std)
+    assert norm.std.shape == ()
+    torch.testing.assert_close(norm(torch.from_numpy(frames[0])), (torch.from_numpy(flat[:3]) - torch.from_numpy(mean)).float() / float(std))
+
+
+@pytest.mark.parametrize("env_id, rom, sticky", [
+    ("BreakoutNoFrameskip-v4", "breakout", 0.0),
+    ("MontezumaRevengeNoFrameskip-v4", "montezuma_revenge", 0.0),
+    ("ALE/Breakout-v5", "breakout", 0.25),
+    ("ALE/PrivateEye-v5", "private_eye", 0.25),
+    ("ALE/MsPacman-v5", "ms_pacman", 0.25),
+])
+def test_env_id_maps_to_rom_and_sticky_actions(rf, env_id, rom, sticky):
+    assert rf.ale_game(env_id) == (rom, sticky)
+
+
+@pytest.mark.parametrize("env_id", ["Breakout-v4", "BreakoutNoFrameskip-v5", "CartPole-v1", "ALE/NotAGame-v5", ""])
+def test_bad_env_id_stops_with_a_hint(rf, env_id):
+    with pytest.raises(SystemExit, match="BreakoutNoFrameskip-v4"):
+        rf.ale_game(env_id)
+
+
+def test_episode_stats_reset_on_truncation_in_a_real_env(rf):
+    envs = rf.make_envs("BreakoutNoFrameskip-v4", 2, max_episode_steps=20)
+    envs.reset(seed=0)
+    stats = rf.EpisodeStats(2)
+    ended = []
+    for step in range(25):
+        _, reward, terminated, truncated, _ = envs.step(np.zeros(2, dtype=np.int64))  # NOOP: never dies
+        returns, lengths = stats.update(reward, terminated, truncated)
+        if truncated.any():
+            assert not terminated.any()
+            ended.append((step, lengths.tolist()))
+    envs.close()
+    assert ended == [(19, [20, 20])]  # the 4500-step cap, scaled down, ends episodes
+    assert stats.lengths.tolist() == [5, 5]  # counting restarted after the cut
+
+
+def test_episode_stats_use_raw_rewards(rf):
+    stats = rf.EpisodeStats(2)
+    stats.update(np.array([7, 1]), np.array([False, False]), np.array([False, False]))
+    returns, lengths = stats.update(np.array([3, 0]), np.array([True, False]), np.array([False, False]))
+    assert returns.tolist() == [10.0] and lengths.tolist() == [2]  # not clipped to 1 per step
+    assert stats.returns.tolist() == [0.0, 1.0]
+
+
+# ---------------------------------------------------------------- arguments
+@pytest.mark.parametrize("overrides, message", [
+    ({"num_envs": 12, "num_minibatches": 8}, "must be divisible by --num-minibatches"),
+    ({"num_steps": 0}, "--num-steps must be positive"),
+    ({"update_epochs": -1}, "--update-epochs must be positive"),
+    ({"total_timesteps": 100}, "less than one rollout"),
+    ({"env_id": "Pong-v0"}, "names no Atari game"),
+])
+def test_impossible_args_stop_with_one_line(rf, overrides, message):
+    args = rf.Args(**overrides)
+    with pytest.raises(SystemExit, match=message) as err:
+        rf.check_args(args)
+    assert "\n" not in str(err.value.code)
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    result = run_script("curiosity_rf", "--env-id", "NotAGameNoFrameskip-v4", "--log-dir", str(tmp_path))
+    assert result.returncode != 0
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert "BreakoutNoFrameskip-v4" in result.stderr
+    assert not any(tmp_path.iterdir())  # stopped before any work
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = run_script("curiosity_rf", *TINY, "--log-dir", str(blocker / "runs"))
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "writable --log-dir" in result.stderr
+
+
+def test_help_documents_every_argument():
+    result = run_script("curiosity_rf", "--help")
+    assert result.returncode == 0
+    for flag in ("--env-id", "--num-envs", "--int-coef", "--ext-coef", "--use-dones", "--feature-dim",
+                 "--obs-norm-steps", "--max-episode-steps", "--max-grad-norm", "--track"):
+        assert flag in result.stdout
+    assert "sticky actions" in result.stdout  # field docstrings reach --help
+
+
+# ---------------------------------------------------------------- end to end
+def test_two_iterations_on_breakout_log_every_metric_and_repeat_exactly(tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        result = run_script("curiosity_rf", *TINY, "--seed", "3", "--log-dir", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+        assert "iter 2/2 step 128 frames 512" in result.stdout
+        runs.append(read_scalars(tmp_path / name))
+    scalars = runs[0]
+    missing = SPEC_TAGS - {"charts/episodic_return", "charts/episodic_length"} - set(scalars)
+    assert not missing, f"missing tags: {missing}"
+    assert [step for step, _ in scalars["losses/policy_loss"]] == [64, 128]
+    assert [v for _, v in scalars["charts/frames"]] == [256, 512]
+    assert all(np.isfinite(v) for tag in scalars for _, v in scalars[tag])
+    assert scalars["charts/intrinsic_reward_mean"][0][1] > 0
+    assert scalars["losses/dynamics_loss"][0][1] > 0
+    for tag in ("losses/policy_loss", "losses/value_loss", "losses/dynamics_loss", "charts/intrinsic_reward_mean"):
+        assert runs[0][tag] == runs[1][tag], f"{tag} differs between two runs of the same seed"
+
+
+def test_episodic_return_is_logged_when_episodes_end(tmp_path):
+    # A 20-step cap makes every env finish episodes within the run
+    result = run_script("curiosity_rf", *TINY, "--max-episode-steps", "20", "--log-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    scalars = read_scalars(tmp_path)
+    lengths = [v for _, v in scalars["charts/episodic_length"]]
+    assert lengths and all(v <= 20 for v in lengths)
+    assert "charts/episodic_return" in scalars
