@@ -1,0 +1,79 @@
+"""The five scripts are one program with five feature methods: what they share must stay the same text.
+
+A reader who diffs two scripts should see the feature idea and nothing else, and a fix to shared code
+must reach every script. Each script lists here the top-level names it defines as its own; every other
+function or class defined in two scripts under one name must have identical source.
+"""
+import ast
+import difflib
+import itertools
+
+import pytest
+
+from conftest import ROOT
+
+# Names a script defines for its own feature method (or, for the mix script, its own setting).
+OWN = {
+    "curiosity_rf": {"Features"},
+    "curiosity_idf": {"Features"},
+    "curiosity_vae": {"Args", "Features", "save_reconstructions"},
+    "curiosity_pixels": {"Args", "Features", "ForwardModel", "save_predictions"},
+    "curiosity_extrinsic_mix": {"Args", "Features", "make_room_envs", "RoomTracker"},
+}
+# How many lines of the `if __name__ == "__main__":` block may differ from curiosity_rf.py's.
+MAIN_BLOCK_BUDGET = {"curiosity_idf": 0, "curiosity_vae": 10, "curiosity_pixels": 10, "curiosity_extrinsic_mix": 30}
+
+SCRIPTS = sorted(p.stem for p in ROOT.glob("curiosity_*.py"))
+
+
+def top_level(name: str) -> tuple[dict[str, str], list[str]]:
+    """Source of each top-level function and class, and the lines of the __main__ block."""
+    text = (ROOT / f"{name}.py").read_text()
+    tree = ast.parse(text)
+    defs, main = {}, []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defs[node.name] = ast.get_source_segment(text, node)
+        elif isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+            main = ast.get_source_segment(text, node).splitlines()
+    return defs, main
+
+
+def test_every_script_is_known():
+    assert "curiosity_rf" in SCRIPTS
+    assert set(SCRIPTS) <= set(OWN), f"add {set(SCRIPTS) - set(OWN)} to OWN"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_own_names_exist(name):
+    defs, main = top_level(name)
+    assert main, f"{name} has no __main__ block"
+    assert OWN[name] <= set(defs) | {"Args"}, f"{name} declares names it does not define: {OWN[name] - set(defs)}"
+
+
+@pytest.mark.parametrize("a, b", list(itertools.combinations(SCRIPTS, 2)))
+def test_shared_code_is_identical(a, b):
+    defs_a, _ = top_level(a)
+    defs_b, _ = top_level(b)
+    for name in sorted((set(defs_a) & set(defs_b)) - OWN[a] - OWN[b]):
+        if defs_a[name] != defs_b[name]:
+            diff = "\n".join(difflib.unified_diff(defs_a[name].splitlines(), defs_b[name].splitlines(), a, b, lineterm=""))
+            pytest.fail(f"{name} differs between {a} and {b}:\n{diff}")
+
+
+@pytest.mark.parametrize("name", [s for s in SCRIPTS if s != "curiosity_rf"])
+def test_main_block_differs_only_where_the_method_does(name):
+    _, main_rf = top_level("curiosity_rf")
+    _, main = top_level(name)
+    changed = [line for line in difflib.unified_diff(main_rf, main, lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert len(changed) <= MAIN_BLOCK_BUDGET[name], "\n".join(changed)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_scripts_import_nothing_from_this_repo(name):
+    tree = ast.parse((ROOT / f"{name}.py").read_text())
+    local = {p.stem for p in ROOT.glob("*.py")} | {"tests", "benchmarks", "conftest"}
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & local, f"{name} imports {imported & local}: a script must be copyable alone"
