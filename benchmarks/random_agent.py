@@ -1,0 +1,61 @@
+"""The floor every learning curve is compared to: a uniform random agent's raw score per game.
+
+    python benchmarks/random_agent.py                       # the paper's games, 30 episodes each
+    python benchmarks/random_agent.py --env-ids PongNoFrameskip-v4 --episodes 10
+
+Uses the scripts' own env (same preprocessing, 4500-step cap, sticky-action rule) and their own
+episode statistics (raw, unclipped game score). Writes a CSV that `report.py` reads.
+"""
+import argparse
+import csv
+
+import numpy as np
+
+from common import ROOT, load_script
+
+PAPER_GAMES = ["Breakout", "BeamRider", "MontezumaRevenge", "Pong", "Qbert", "Riverraid", "Seaquest",
+               "SpaceInvaders", "Freeway", "Gravitar", "PrivateEye", "Venture"]
+
+
+def random_agent(env_id: str, episodes: int, num_envs: int, seed: int, max_episode_steps: int = 4500):
+    """Returns and lengths of a uniform random agent's episodes: the first ceil(episodes / num_envs) of
+    every env, so that short episodes are not over-counted by stopping at the first ones to end."""
+    rf = load_script("curiosity_rf")
+    envs = rf.make_envs(env_id, num_envs, max_episode_steps)
+    envs.reset(seed=seed)
+    stats, rng = rf.EpisodeStats(num_envs), np.random.default_rng(seed)
+    per_env = -(-episodes // num_envs)
+    returns, lengths = [[] for _ in range(num_envs)], [[] for _ in range(num_envs)]
+    while min(map(len, returns)) < per_env:
+        _, reward, terminated, truncated, _ = envs.step(rng.integers(envs.single_action_space.n, size=num_envs))
+        for env, ret, length in zip(np.flatnonzero(terminated | truncated), *stats.update(reward, terminated, truncated)):
+            returns[env].append(ret)
+            lengths[env].append(length)
+    envs.close()
+    return np.concatenate([r[:per_env] for r in returns]), np.concatenate([l[:per_env] for l in lengths])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env-ids", nargs="+", default=[f"{g}NoFrameskip-v4" for g in PAPER_GAMES])
+    parser.add_argument("--episodes", type=int, default=30)
+    parser.add_argument("--num-envs", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "random_agent.csv"))
+    args = parser.parse_args()
+    rows = []
+    for env_id in args.env_ids:
+        returns, lengths = random_agent(env_id, args.episodes, args.num_envs, args.seed)
+        rows.append({"env_id": env_id, "episodes": len(returns), "mean_return": round(float(returns.mean()), 2),
+                     "std_return": round(float(returns.std()), 2), "mean_length": round(float(lengths.mean()), 1)})
+        print(f"{env_id}: return {returns.mean():.1f} +- {returns.std():.1f}, length {lengths.mean():.0f} "
+              f"({len(returns)} episodes)", flush=True)
+    with open(args.out, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

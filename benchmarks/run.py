@@ -1,0 +1,137 @@
+"""Runs a grid of (script x game x seed) runs, each to a budget in frames, and never loses track of one.
+
+    python benchmarks/run.py --preset smoke            # every variant, 2 games, a few minutes on a CPU
+    python benchmarks/run.py --preset cpu              # a few hours on a 2-core machine
+    python benchmarks/run.py --preset paper --workers 8 -- --num-envs 128
+    python benchmarks/run.py --name mine --scripts curiosity_rf --env-ids PongNoFrameskip-v4 \
+        --seeds 1 2 3 --frames 4000000 -- --num-envs 64
+
+Results go to benchmarks/results/NAME/: runs/ (TensorBoard, read by report.py), logs/ (each run's
+output, streamed as it runs) and status/ (one JSON per finished run). Running the same grid again
+skips the runs that finished and redoes the others. Arguments after `--` go to every run. Failed
+runs are listed at the end and the exit code is 1.
+"""
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from common import ROOT, SCRIPTS
+
+CURIOSITY = ["curiosity_rf", "curiosity_idf", "curiosity_vae", "curiosity_pixels"]
+PAPER_GAMES = ["Breakout", "BeamRider", "MontezumaRevenge", "Pong", "Qbert", "Riverraid", "Seaquest", "SpaceInvaders"]
+SPARSE_GAMES = ["MontezumaRevenge", "Freeway", "Gravitar", "PrivateEye", "Venture"]
+SMALL = ["--num-envs", "32", "--num-minibatches", "4"]
+PRESETS = {
+    # Does every script still run end to end? Minutes on a laptop CPU; says nothing about learning.
+    "smoke": dict(scripts=CURIOSITY + ["curiosity_extrinsic_mix"],
+                  env_ids=["BreakoutNoFrameskip-v4", "MontezumaRevengeNoFrameskip-v4"], seeds=[1],
+                  frames=4 * 8 * 64 * 3, extra=["--num-envs", "8", "--num-steps", "64", "--num-minibatches", "2",
+                                                 "--obs-norm-steps", "512"]),
+    # Does each variant beat the random agent on Breakout, and the mix script on a sparse game?
+    "cpu": dict(scripts=CURIOSITY, env_ids=["BreakoutNoFrameskip-v4"], seeds=[1], frames=2_000_000, extra=SMALL,
+                then=dict(scripts=["curiosity_extrinsic_mix"], env_ids=["FreewayNoFrameskip-v4"])),
+    # The paper's main figure: 8 games, every curiosity variant, 3 seeds, 10^8 agent steps. GPUs.
+    "paper": dict(scripts=CURIOSITY, env_ids=[f"{g}NoFrameskip-v4" for g in PAPER_GAMES], seeds=[1, 2, 3],
+                  frames=400_000_000, extra=[]),
+    # The paper's sparse-reward table: curiosity plus the game's reward.
+    "paper-sparse": dict(scripts=["curiosity_extrinsic_mix"], env_ids=[f"{g}NoFrameskip-v4" for g in SPARSE_GAMES],
+                         seeds=[1, 2, 3], frames=400_000_000, extra=[]),
+}
+
+
+def grid(scripts, env_ids, seeds, frames, extra, then=None):
+    runs = [dict(script=s, env_id=e, seed=seed, frames=frames, extra=extra) for s in scripts for e in env_ids for seed in seeds]
+    return runs + (grid(**{**dict(seeds=seeds, frames=frames, extra=extra), **then}) if then else [])
+
+
+def run_key(run: dict) -> str:
+    return f"{run['script']}__{run['env_id'].replace('/', '-')}__s{run['seed']}"
+
+
+def command(run: dict, out: Path) -> list[str]:
+    return [sys.executable, str(ROOT / f"{run['script']}.py"), "--env-id", run["env_id"], "--seed", str(run["seed"]),
+            "--total-timesteps", str(run["frames"] // 4), "--exp-name", run["script"],
+            "--log-dir", str(out / "runs" / run_key(run)), *run["extra"]]
+
+
+def execute(run: dict, out: Path) -> dict:
+    """Runs one grid point, streaming its output to logs/KEY.log; writes status/KEY.json when it ends."""
+    key, cmd = run_key(run), command(run, out)
+    shutil.rmtree(out / "runs" / key, ignore_errors=True)  # a rerun must not mix with a failed run's events
+    start = time.time()
+    with open(out / "logs" / f"{key}.log", "w") as log:
+        log.write(" ".join(cmd) + "\n")
+        log.flush()
+        returncode = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    status = dict(key=key, returncode=returncode, seconds=round(time.time() - start, 1), command=cmd, **run)
+    (out / "status" / f"{key}.json").write_text(json.dumps(status, indent=1))
+    return status
+
+
+def finished(out: Path, run: dict) -> bool:
+    path = out / "status" / f"{run_key(run)}.json"
+    if not path.exists():
+        return False
+    status = json.loads(path.read_text())
+    return status["returncode"] == 0 and status["command"][1:] == command(run, out)[1:]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", choices=PRESETS, help="a ready-made grid; the options below override its parts")
+    parser.add_argument("--name", help="results folder under benchmarks/results (default: the preset's name)")
+    parser.add_argument("--scripts", nargs="+", choices=SCRIPTS)
+    parser.add_argument("--env-ids", nargs="+")
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--frames", type=int, help="budget of each run in frames (4 per agent step)")
+    parser.add_argument("--workers", type=int, default=1, help="runs at once (each uses all cores it can get)")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    args, extra = parser.parse_known_args()
+    extra = [a for a in extra if a != "--"]
+    if args.preset is None and not (args.scripts and args.env_ids and args.seeds and args.frames):
+        parser.error("give --preset, or all of --scripts, --env-ids, --seeds and --frames")
+    spec = dict(PRESETS.get(args.preset, {}))
+    for field in ("scripts", "env_ids", "seeds", "frames"):
+        if getattr(args, field) is not None:
+            spec[field] = getattr(args, field)
+            spec.pop("then", None)  # an explicit grid replaces the preset's second part
+    spec["extra"] = spec.get("extra", []) + extra
+    missing = sorted({s for s in spec["scripts"] if s not in SCRIPTS})
+    if missing:
+        parser.error(f"scripts not in this checkout: {', '.join(missing)}")
+    out = Path(args.results_dir) / (args.name or args.preset or "custom")
+    for sub in ("runs", "logs", "status"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+
+    runs = grid(**spec)
+    todo = [r for r in runs if not finished(out, r)]
+    print(f"{len(runs)} runs in {out}: {len(runs) - len(todo)} already finished, {len(todo)} to run", flush=True)
+    start, done_frames, total_frames = time.time(), 0, sum(r["frames"] for r in todo)
+    failures = []
+    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(execute, r, out) for r in todo]
+        for i, future in enumerate(as_completed(futures), 1):
+            status = future.result()
+            done_frames += status["frames"]
+            eta = (time.time() - start) / done_frames * (total_frames - done_frames)
+            outcome = "ok" if status["returncode"] == 0 else f"FAILED (exit {status['returncode']})"
+            if status["returncode"] != 0:
+                failures.append(status)
+            print(f"[{i}/{len(todo)}] {status['key']} {outcome} in {status['seconds'] / 60:.1f} min; "
+                  f"ETA {eta / 3600:.1f} h", flush=True)
+    if failures:
+        print(f"\n{len(failures)} of {len(todo)} runs FAILED:", file=sys.stderr)
+        for status in failures:
+            print(f"  {status['key']} (exit {status['returncode']}): see {out / 'logs' / (status['key'] + '.log')}",
+                  file=sys.stderr)
+        sys.exit(1)
+    print(f"all {len(runs)} runs finished; next: python benchmarks/report.py --name {out.name}")
+
+
+if __name__ == "__main__":
+    main()

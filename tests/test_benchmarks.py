@@ -1,0 +1,95 @@
+"""The benchmark tools: the grid runner reports failures and resumes, the report reads event files
+and computes what it says it does, the random agent and the throughput table come out of real runs."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+
+from conftest import ROOT
+
+BENCH = ROOT / "benchmarks"
+TINY_RUN = ["--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--update-epochs", "1",
+            "--obs-norm-steps", "64"]
+
+
+def bench(tool, *args, timeout=300):
+    return subprocess.run([sys.executable, str(BENCH / f"{tool}.py"), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_runner_reports_a_failed_run_and_resumes_without_redoing_finished_ones(tmp_path):
+    grid = ["--name", "t", "--results-dir", str(tmp_path), "--scripts", "curiosity_rf", "--seeds", "1",
+            "--env-ids", "BreakoutNoFrameskip-v4", "NotAGameNoFrameskip-v4", "--frames", str(4 * 128), "--", *TINY_RUN]
+    result = bench("run", *grid)
+    assert result.returncode == 1
+    assert "1 of 2 runs FAILED" in result.stderr
+    assert "curiosity_rf__NotAGameNoFrameskip-v4__s1 (exit 1)" in result.stderr
+    out = tmp_path / "t"
+    ok = json.loads((out / "status" / "curiosity_rf__BreakoutNoFrameskip-v4__s1.json").read_text())
+    assert ok["returncode"] == 0 and "--total-timesteps" in ok["command"]
+    assert "iter 2/2" in (out / "logs" / "curiosity_rf__BreakoutNoFrameskip-v4__s1.log").read_text()
+    assert "names no Atari game" in (out / "logs" / "curiosity_rf__NotAGameNoFrameskip-v4__s1.log").read_text()
+    assert list((out / "runs" / "curiosity_rf__BreakoutNoFrameskip-v4__s1").glob("*/events.out.tfevents.*"))
+
+    again = bench("run", *grid)
+    assert "2 runs in" in again.stdout and "1 already finished, 1 to run" in again.stdout
+    assert again.returncode == 1
+
+
+def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
+    runs = tmp_path / "r" / "runs"
+    rng = np.random.default_rng(0)
+    expected = {}
+    for script in ("curiosity_rf", "curiosity_idf"):
+        finals = []
+        for seed in (1, 2):
+            writer = SummaryWriter(runs / f"{script}__PongNoFrameskip-v4__s{seed}" / "tb")
+            values = np.linspace(-21, 0, 20) + rng.normal(size=20)
+            for i, v in enumerate(values):
+                writer.add_scalar("charts/episodic_return", v, (i + 1) * 1000)
+            writer.close()
+            finals.append(values[-2:].mean())  # last 10% of 20 points
+        expected[script] = np.mean(finals)
+    random_csv = tmp_path / "random.csv"
+    random_csv.write_text("env_id,episodes,mean_return,std_return,mean_length\nPongNoFrameskip-v4,10,-20.7,0.5,800\n")
+    result = bench("report", "--name", "r", "--results-dir", str(tmp_path), "--random-agent", str(random_csv))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "r" / "report.csv") as f:
+        rows = {row["script"]: row for row in csv.DictReader(f)}
+    for script, final in expected.items():
+        assert float(rows[script]["final_return"]) == np.round(final, 2)
+        assert rows[script]["seeds"] == "2" and rows[script]["frames"] == str(4 * 20000)
+        assert rows[script]["random_agent"] == "-20.7"
+    assert "| curiosity_rf | PongNoFrameskip-v4 | 2 | 80,000 |" in (tmp_path / "r" / "report.md").read_text()
+    assert (tmp_path / "r" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_without_runs_says_what_to_do(tmp_path):
+    result = bench("report", "--name", "nothing", "--results-dir", str(tmp_path))
+    assert result.returncode != 0 and "run benchmarks/run.py first" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_random_agent_plays_whole_episodes_and_repeats_with_a_seed():
+    sys.path.insert(0, str(BENCH))
+    from random_agent import random_agent
+
+    returns, lengths = random_agent("BreakoutNoFrameskip-v4", episodes=4, num_envs=2, seed=0)
+    assert len(returns) == len(lengths) == 4
+    assert (returns >= 0).all() and (lengths > 20).all()  # a random Breakout episode loses 5 balls
+    again = random_agent("BreakoutNoFrameskip-v4", episodes=4, num_envs=2, seed=0)
+    assert np.array_equal(returns, again[0]) and np.array_equal(lengths, again[1])
+
+
+def test_throughput_prints_a_table_with_the_ratio():
+    result = bench("throughput", "--scripts", "curiosity_rf", "--num-envs", "4", "--num-steps", "16",
+                   "--iterations", "2", "--", "--num-minibatches", "2", "--obs-norm-steps", "64")
+    assert result.returncode == 0, result.stderr
+    row = [line for line in result.stdout.splitlines() if line.startswith("| curiosity_rf")][0]
+    env_sps, train_sps, ratio, seconds, rss = (float(c) for c in row.strip("|").split("|")[1:])
+    assert env_sps > train_sps > 0
+    assert abs(ratio - train_sps / env_sps) < 2e-3
+    assert 0.1 < rss < 8
