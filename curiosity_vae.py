@@ -1,0 +1,561 @@
+# Curiosity-driven PPO with variational autoencoder (VAE) features: Burda et al. 2018, "Large-Scale
+# Study of Curiosity-Driven Learning" (arXiv:1808.04355). One file, CleanRL style; see README.md.
+import os
+import random
+import re
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Optional
+
+import ale_py
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+from torch.distributions import Categorical
+from torch.utils.tensorboard import SummaryWriter
+
+
+@dataclass
+class Args:
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """the name of this experiment (part of the run directory's name)"""
+    seed: int = 1
+    """seed of python, numpy, torch and the environments"""
+    torch_deterministic: bool = True
+    """set `torch.backends.cudnn.deterministic`"""
+    cuda: bool = True
+    """train on CUDA when it is available"""
+    track: bool = False
+    """also log to Weights and Biases"""
+    wandb_project_name: str = "curiosity"
+    """the Weights and Biases project"""
+    wandb_entity: Optional[str] = None
+    """the Weights and Biases entity (team)"""
+    log_dir: str = "runs"
+    """folder that receives one TensorBoard sub-folder per run"""
+
+    env_id: str = "BreakoutNoFrameskip-v4"
+    """`XxxNoFrameskip-v4` (no sticky actions, the paper's setting) or `ALE/Xxx-v5` (sticky actions 0.25)"""
+    num_envs: int = 128
+    """parallel environments N"""
+    max_episode_steps: int = 4500
+    """episode cap in agent steps (18,000 frames)"""
+    obs_norm_steps: int = 10_000
+    """random-agent steps, summed over envs, that estimate the observation mean and std"""
+
+    total_timesteps: int = 100_000_000
+    """training budget in agent steps summed over envs (frames = 4 x steps)"""
+    learning_rate: float = 1e-4
+    """Adam learning rate (constant)"""
+    num_steps: int = 128
+    """rollout length T per env"""
+    gamma: float = 0.99
+    """discount; also the decay of the reward forward filter"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    num_minibatches: int = 8
+    """minibatches per epoch; each holds num_envs / num_minibatches whole env trajectories"""
+    update_epochs: int = 3
+    """passes over each rollout"""
+    clip_coef: float = 0.1
+    """PPO surrogate clipping"""
+    ent_coef: float = 0.001
+    """coefficient of the mean policy entropy"""
+    vf_coef: float = 1.0
+    """coefficient of the value loss 0.5 * mean((V - R)^2)"""
+    max_grad_norm: float = 0.0
+    """clip the global gradient norm to this value; 0 leaves gradients unclipped, as the paper does"""
+    int_coef: float = 1.0
+    """weight of the intrinsic (curiosity) reward"""
+    ext_coef: float = 0.0
+    """weight of the clipped game reward (0: pure curiosity, the agent never sees the score)"""
+    use_dones: bool = False
+    """cut GAE at episode ends; off in pure curiosity, where death is not the end"""
+    feature_dim: int = 512
+    """size of the feature space phi (the VAE's latent space; phi is the posterior mean)"""
+    save_reconstructions: bool = False
+    """now and then write a PNG of frames beside their VAE reconstructions into the run directory"""
+    reconstruction_interval: int = 100
+    """iterations between two reconstruction PNGs (the last iteration always writes one)"""
+
+    def __post_init__(self):
+        if self.reconstruction_interval <= 0:
+            raise SystemExit(f"error: --reconstruction-interval must be positive, got {self.reconstruction_interval}")
+
+
+def ale_game(env_id: str) -> tuple[str, float]:
+    """ROM name and sticky-action probability of a gymnasium Atari id; stops with a hint on any other id."""
+    match = re.fullmatch(r"(\w+)NoFrameskip-v4", env_id) or re.fullmatch(r"ALE/(\w+)-v5", env_id)
+    roms = {rom.replace("_", ""): rom for rom in ale_py.roms.get_all_rom_ids()}
+    if match is None or match.group(1).lower() not in roms:
+        raise SystemExit(
+            f"error: --env-id {env_id!r} names no Atari game; use e.g. BreakoutNoFrameskip-v4 "
+            "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25)"
+        )
+    return roms[match.group(1).lower()], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
+
+
+def check_args(args: Args) -> None:
+    """Stops with one line on impossible settings, before any env or network is built."""
+    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps",
+                 "obs_norm_steps", "max_episode_steps", "feature_dim", "learning_rate"):
+        if getattr(args, name) <= 0:
+            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+    if args.num_envs % args.num_minibatches:
+        raise SystemExit(
+            f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
+            f"{args.num_minibatches}: each minibatch holds whole env trajectories"
+        )
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        raise SystemExit(
+            f"error: --total-timesteps {args.total_timesteps} is less than one rollout "
+            f"(--num-envs x --num-steps = {args.num_envs * args.num_steps})"
+        )
+    ale_game(args.env_id)
+
+
+def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> ale_py.AtariVectorEnv:
+    """ALE's C++ vector env with the reference preprocessing (spec section 3)."""
+    game, sticky = ale_game(env_id)
+    return ale_py.AtariVectorEnv(
+        game, num_envs, frameskip=4, maxpool=True, grayscale=True, img_height=84, img_width=84,
+        stack_num=4, noop_max=30, repeat_action_probability=sticky,
+        max_num_frames_per_episode=4 * max_episode_steps,
+        episodic_life=False,  # a lost life is not an episode end
+        use_fire_reset=False,
+        reward_clipping=False,  # clip only when forming the training reward: logs show the game score
+        autoreset_mode="SameStep",  # the obs returned with done already starts the next episode
+    )
+
+
+class EpisodeStats:
+    """Raw game score and length of every episode, counted here from unclipped rewards."""
+
+    def __init__(self, num_envs: int):
+        self.returns = np.zeros(num_envs)
+        self.lengths = np.zeros(num_envs, dtype=np.int64)
+        self.recent_returns = deque(maxlen=100)
+
+    def update(self, rewards, terminated, truncated):
+        """Adds one step; returns the (returns, lengths) of the episodes that just ended."""
+        self.returns += rewards
+        self.lengths += 1
+        done = terminated | truncated  # a time-limit cut ends the episode's statistics too
+        finished = self.returns[done].copy(), self.lengths[done].copy()
+        self.recent_returns.extend(finished[0])
+        self.returns[done] = 0
+        self.lengths[done] = 0
+        return finished
+
+
+def random_agent_obs_stats(envs, num_steps: int, rng: np.random.Generator):
+    """Per-pixel mean and one scalar std (per-pixel std averaged over pixels) of random-agent frames."""
+    total = np.zeros(envs.single_observation_space.shape)
+    total_sq = np.zeros_like(total)
+    count = 0
+    for _ in range(-(-num_steps // envs.num_envs)):
+        obs = envs.step(rng.integers(envs.single_action_space.n, size=envs.num_envs))[0].astype(np.float64)
+        total += obs.sum(0)
+        total_sq += np.square(obs).sum(0)
+        count += len(obs)
+    mean = total / count
+    return mean, np.sqrt(np.maximum(total_sq / count - mean**2, 0.0)).mean()
+
+
+class ObservationNorm(nn.Module):
+    """x = (obs - per-pixel mean) / scalar std, frozen after the warm-up. No division by 255."""
+
+    def __init__(self, mean: np.ndarray, std: float):
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs.float() - self.mean) / self.std
+
+
+class RewardForwardFilter:
+    """Per-env discounted sum of rewards, R = gamma * R + r_t, run along time and never reset."""
+
+    def __init__(self, gamma: float, num_envs: int):
+        self.gamma = gamma
+        self.rewems = np.zeros(num_envs)
+
+    def update(self, rewards: np.ndarray) -> np.ndarray:
+        self.rewems = self.gamma * self.rewems + rewards
+        return self.rewems
+
+
+class RunningMeanStd:
+    """Running mean and variance, merged batch by batch (Chan et al.'s parallel algorithm)."""
+
+    def __init__(self, shape=()):
+        self.mean = np.zeros(shape)
+        self.var = np.ones(shape)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.var = m2 / total
+        self.count = total
+
+
+def normalize_rewards(rewards: np.ndarray, reward_filter: RewardForwardFilter, reward_rms: RunningMeanStd):
+    """Divides (T, N) rewards by the running std of their per-env discounted sum; the mean stays."""
+    filtered = np.stack([reward_filter.update(r) for r in rewards])  # along time, never across envs
+    reward_rms.update(filtered.ravel())
+    return rewards / np.sqrt(reward_rms.var)
+
+
+def normc_(layer: nn.Module, std: float = 1.0) -> nn.Module:
+    """Reference init of dense layers: Gaussian weights, each unit's weight vector scaled to norm `std`."""
+    with torch.no_grad():
+        nn.init.normal_(layer.weight)
+        layer.weight *= std / layer.weight.norm(dim=1, keepdim=True)
+        nn.init.zeros_(layer.bias)
+    return layer
+
+
+def glorot_(layer: nn.Module) -> nn.Module:
+    """Reference init of convs and of the dynamics MLP (TensorFlow's default)."""
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+def conv_trunk(out_dim: int) -> nn.Sequential:
+    """84x84x4 frames to `out_dim` features; the policy and each encoder get their own copy."""
+    return nn.Sequential(
+        glorot_(nn.Conv2d(4, 32, 8, stride=4)), nn.LeakyReLU(0.2),  # TensorFlow's slope, not torch's 0.01
+        glorot_(nn.Conv2d(32, 64, 4, stride=2)), nn.LeakyReLU(0.2),
+        glorot_(nn.Conv2d(64, 64, 3, stride=1)), nn.LeakyReLU(0.2),
+        nn.Flatten(), normc_(nn.Linear(64 * 7 * 7, out_dim)),  # no activation on the output
+    )
+
+
+def apply_flat(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Runs a batch-first module on a (T, n, ...) tensor."""
+    return module(x.flatten(0, 1)).unflatten(0, x.shape[:2])
+
+
+class Policy(nn.Module):
+    """PPO actor-critic with its own conv trunk: it never shares the curiosity encoder."""
+
+    def __init__(self, num_actions: int, hidden: int = 512):
+        super().__init__()
+        self.trunk = conv_trunk(hidden)
+        self.body = nn.Sequential(
+            normc_(nn.Linear(hidden, hidden)), nn.ReLU(), normc_(nn.Linear(hidden, hidden)), nn.ReLU()
+        )
+        self.logits = normc_(nn.Linear(hidden, num_actions))
+        self.value = normc_(nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(self.trunk(x))
+        return self.logits(h), self.value(h).squeeze(-1)
+
+
+class Features(nn.Module):
+    """phi: the posterior mean of a VAE trained on single frame stacks (paper section 2.2)."""
+
+    cache = False  # the VAE learns at every optimizer step, so the update recomputes the features
+
+    def __init__(self, feature_dim: int, num_actions: int):
+        super().__init__()
+        self.encoder = conv_trunk(2 * feature_dim)  # posterior mean mu and pre-softplus std s
+        # TensorFlow's conv2d_transpose(padding="same") gives in * stride pixels by cropping the full
+        # output (in - 1) * stride + k by (k - stride) // 2 before and the rest after: here 1/1, 3/3, 2/3.
+        # torch crops `padding` on both sides, so the last deconv gives 97 and decode() drops the 97th.
+        self.decoder = nn.Sequential(
+            normc_(nn.Linear(feature_dim, 64 * 8 * 8)), nn.LeakyReLU(0.2, inplace=True), nn.Unflatten(1, (64, 8, 8)),
+            glorot_(nn.ConvTranspose2d(64, 128, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, inplace=True),  # 16x16
+            glorot_(nn.ConvTranspose2d(128, 64, 8, stride=2, padding=3)), nn.LeakyReLU(0.2, inplace=True),  # 32x32
+            glorot_(nn.ConvTranspose2d(64, 4, 8, stride=3, padding=2)),  # 97x97, linear
+        )
+        self.pixel_bias = nn.Parameter(torch.zeros(4, 84, 84))  # learned per-pixel bias of the decoder mean
+        self.decoder_scale = nn.Parameter(torch.ones(()))  # one std for every pixel: softplus(max(scale, -4))
+        self.register_buffer("ob_std", torch.ones(()))  # main sets the observation std: dequantisation is U(0,1)/std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x).chunk(2, dim=-1)[0]  # the features are mu, not a sample
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder mean of (B, D) latents: (B, 4, 84, 84) normalised frames (96x96 cropped by 6 on each side)."""
+        return self.decoder(z)[:, :, 6:90, 6:90] + self.pixel_bias
+
+    def decoder_std(self) -> torch.Tensor:
+        return F.softplus(self.decoder_scale.clamp(min=-4.0))
+
+    def loss(self, x: torch.Tensor, actions: torch.Tensor):
+        """Features (mu) of a (T+1, n) sequence of normalised frames; VAE loss on its T current frames; metrics."""
+        mu, s = apply_flat(self.encoder, x).chunk(2, dim=-1)
+        mean, std = mu[:-1], F.softplus(s[:-1])
+        kl = (0.5 * (mean.pow(2) + std.pow(2) - 1) - std.log()).sum(-1)  # KL(N(mean, std^2) || N(0, I))
+        z = mean + std * torch.randn_like(std)  # reparameterised sample
+        reconstruction = apply_flat(self.decode, z)
+        with torch.no_grad():  # dequantised frame (obs + U(0, 1) - ob_mean) / ob_std
+            target = x[:-1] + torch.rand_like(x[:-1]) / self.ob_std
+        scale = self.decoder_std()
+        nll = 0.5 * (reconstruction - target).pow(2).flatten(2).sum(-1) / scale.pow(2)  # one pixel-sized tensor kept
+        nll = nll + target[0, 0].numel() * (scale.log() + 0.5 * float(np.log(2 * np.pi)))  # summed over 84x84x4
+        loss = (nll + kl).mean()  # averaged over the batch only; no beta
+        metrics = {"losses/aux_loss": loss, "losses/reconstruction_nll": nll.mean(), "losses/kl": kl.mean(),
+                   "charts/decoder_std": scale}
+        return mu, loss, {k: v.detach() for k, v in metrics.items()}
+
+
+def save_reconstructions(phi: Features, obs_norm: nn.Module, frames: torch.Tensor, path: str) -> None:
+    """Writes a grayscale PNG: top row the newest frame of each uint8 stack, bottom row the decoder mean
+    of its posterior mean, both in raw pixel values, each cell 2x enlarged."""
+    import struct
+    import zlib
+
+    with torch.no_grad():
+        reconstruction = phi.decode(phi(obs_norm(frames))) * obs_norm.std + obs_norm.mean
+    rows = [frames[:, -1].float(), reconstruction[:, -1]]  # last channel of each stack, (k, 84, 84)
+    cells = [torch.cat([F.pad(r, (2, 2, 2, 2), value=255.0) for r in row.unbind(0)], dim=1) for row in rows]
+    image = torch.cat(cells, dim=0).clamp(0, 255).round().to(torch.uint8)
+    image = image.repeat_interleave(2, 0).repeat_interleave(2, 1).cpu().numpy()
+    height, width = image.shape
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + row.tobytes() for row in image)  # filter type 0 on every row
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+class ForwardModel(nn.Module):
+    """f(phi(x_t), a_t) -> phi(x_{t+1}): residual MLP with the action one-hot at every dense layer."""
+
+    def __init__(self, feature_dim: int, num_actions: int, hidden: int = 512, num_blocks: int = 4):
+        super().__init__()
+        self.num_actions = num_actions
+        self.inp = glorot_(nn.Linear(feature_dim + num_actions, hidden))
+        self.blocks = nn.ModuleList(
+            nn.ModuleList([glorot_(nn.Linear(hidden + num_actions, hidden)),
+                           glorot_(nn.Linear(hidden + num_actions, hidden))])
+            for _ in range(num_blocks)
+        )
+        self.out = glorot_(nn.Linear(hidden + num_actions, feature_dim))
+
+    def forward(self, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        a = F.one_hot(actions, self.num_actions).to(features.dtype)
+
+        def with_action(h):
+            return torch.cat([h, a], dim=-1)
+
+        x = F.leaky_relu(self.inp(with_action(features)), 0.2)
+        for dense1, dense2 in self.blocks:
+            x = x + dense2(with_action(F.leaky_relu(dense1(with_action(x)), 0.2)))
+        return self.out(with_action(x))
+
+
+def prediction_error(forward_model: nn.Module, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Per-transition forward-model error on a (T+1, n, ...) feature sequence: the curiosity reward
+    r_t = -log p(phi(x_{t+1}) | x_t, a_t) of paper eq. 1 under a fixed-variance Gaussian."""
+    features = features.detach()  # input and target: the forward loss must never shape phi, or phi collapses
+    prediction = forward_model(features[:-1].flatten(0, 1), actions.flatten())
+    return (prediction - features[1:].flatten(0, 1)).pow(2).flatten(1).mean(1).view(actions.shape)
+
+
+def gae(rewards, values, next_value, dones, gamma: float, lam: float, use_dones: bool):
+    """Advantages and returns of (T, N) tensors; without use_dones it bootstraps through episode ends."""
+    values = torch.cat([values, next_value[None]])
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(next_value)
+    for t in reversed(range(rewards.shape[0])):
+        not_done = 1.0 - dones[t].float() if use_dones else 1.0
+        delta = rewards[t] + gamma * values[t + 1] * not_done - values[t]
+        advantages[t] = last = delta + gamma * lam * not_done * last
+    return advantages, advantages + values[:-1]
+
+
+def minibatch_envs(num_envs: int, num_minibatches: int, rng: np.random.Generator) -> np.ndarray:
+    """Shuffled env indices cut into groups: a minibatch is whole env trajectories, as in the reference."""
+    return rng.permutation(num_envs).reshape(num_minibatches, -1)
+
+
+def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
+    var_y = y_true.var()
+    return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    check_args(args)
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    run_dir = os.path.join(args.log_dir, run_name)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(f"error: cannot create the run directory {run_dir!r} ({err.strerror}); pass a writable --log-dir")
+    if not os.access(run_dir, os.W_OK):
+        raise SystemExit(f"error: the run directory {run_dir!r} is not writable; pass a writable --log-dir")
+    batch_size = args.num_envs * args.num_steps
+    num_iterations = args.total_timesteps // batch_size
+
+    # Seeding: everything, the envs included, so a CPU run repeats exactly
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    rng = np.random.default_rng(args.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+
+    # Envs, and the observation statistics of a random agent
+    envs = make_envs(args.env_id, args.num_envs, args.max_episode_steps)
+    num_actions = envs.single_action_space.n
+    envs.reset(seed=args.seed)
+    print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps")
+    ob_mean, ob_std = random_agent_obs_stats(envs, args.obs_norm_steps, rng)
+    next_obs = torch.from_numpy(envs.reset(seed=args.seed)[0]).to(device)
+    episodes = EpisodeStats(args.num_envs)
+
+    # Networks: one Adam over everything trainable
+    obs_norm = ObservationNorm(ob_mean, ob_std).to(device)
+    policy = Policy(num_actions).to(device)
+    phi = Features(args.feature_dim, num_actions).to(device)
+    phi.ob_std.fill_(float(ob_std))  # the VAE's dequantisation noise U(0, 1) is in raw pixel units
+    forward_model = ForwardModel(args.feature_dim, num_actions).to(device)
+    params = [p for m in (policy, phi, forward_model) for p in m.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-8)
+    reward_filter = RewardForwardFilter(args.gamma, args.num_envs)
+    reward_rms = RunningMeanStd()
+
+    # Storage: frames stay uint8; obs[T] is the observation after the last step
+    T, N = args.num_steps, args.num_envs
+    obs = torch.zeros((T + 1, N) + envs.single_observation_space.shape, dtype=torch.uint8, device=device)
+    actions = torch.zeros((T, N), dtype=torch.long, device=device)
+    logprobs, values, ext_rewards, int_rewards, dones = (torch.zeros((T, N), device=device) for _ in range(5))
+    feature_cache = torch.zeros((T + 1, N, args.feature_dim), device=device) if phi.cache else None
+
+    writer = SummaryWriter(run_dir)
+    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=run_name, save_code=True)
+    print(f"run {run_name}: {num_iterations} iterations of {batch_size} steps on {device}; logs in {run_dir}")
+
+    global_step = 0
+    start_time = time.time()
+    for iteration in range(1, num_iterations + 1):
+        iteration_start = time.time()
+        finished_returns, finished_lengths = [], []
+
+        # Rollout with the current stochastic policy; envs are never reset between rollouts
+        for t in range(T):
+            obs[t] = next_obs
+            with torch.no_grad():
+                logits, values[t] = policy(obs_norm(next_obs))
+                dist = Categorical(logits=logits)
+                actions[t] = dist.sample()
+                logprobs[t] = dist.log_prob(actions[t])
+            next_obs_np, reward, terminated, truncated, _ = envs.step(actions[t].cpu().numpy())
+            ep_returns, ep_lengths = episodes.update(reward, terminated, truncated)
+            finished_returns.extend(ep_returns)
+            finished_lengths.extend(ep_lengths)
+            ext_rewards[t] = torch.from_numpy(reward).to(device)
+            dones[t] = torch.from_numpy(terminated | truncated).to(device)
+            next_obs = torch.from_numpy(next_obs_np).to(device)
+        obs[T] = next_obs
+        global_step += batch_size
+        rollout_time = time.time() - iteration_start
+
+        # Rewards: the prediction error of the forward model that was current during the rollout
+        with torch.no_grad():
+            next_value = policy(obs_norm(next_obs))[1]
+            feature_stds = []
+            for chunk in torch.arange(N, device=device).chunk(args.num_minibatches):
+                features = apply_flat(phi, obs_norm(obs[:, chunk]))
+                int_rewards[:, chunk] = prediction_error(forward_model, features, actions[:, chunk])
+                feature_stds.append(features.flatten(0, 1).flatten(1).std(0).mean())
+                if phi.cache:
+                    feature_cache[:, chunk] = features
+            rewards = args.ext_coef * ext_rewards.clamp(-1, 1) + args.int_coef * int_rewards
+            rewards = normalize_rewards(rewards.cpu().numpy(), reward_filter, reward_rms)
+            rewards = torch.as_tensor(rewards, dtype=torch.float32, device=device)
+
+            # Advantages, normalised once over the whole rollout
+            advantages, returns = gae(rewards, values, next_value, dones, args.gamma, args.gae_lambda, args.use_dones)
+            norm_advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        # Update: PPO + forward-model loss + the feature method's loss, one optimizer step per minibatch
+        stats = {}
+        for epoch in range(args.update_epochs):
+            for mb in minibatch_envs(N, args.num_minibatches, rng):
+                mb = torch.from_numpy(mb).to(device)
+                x = obs_norm(obs[:, mb])
+                mb_actions = actions[:, mb].flatten()
+                logits, value = policy(x[:-1].flatten(0, 1))
+                dist = Categorical(logits=logits)
+                logratio = dist.log_prob(mb_actions) - logprobs[:, mb].flatten()
+                ratio = logratio.exp()
+                mb_adv = norm_advantages[:, mb].flatten()
+                pg_loss = torch.max(-mb_adv * ratio, -mb_adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
+                v_loss = 0.5 * (value - returns[:, mb].flatten()).pow(2).mean()
+                entropy = dist.entropy().mean()
+
+                if phi.cache:
+                    features, aux_loss, aux_stats = feature_cache[:, mb], x.new_zeros(()), {}
+                else:  # learned features move with every optimizer step
+                    features, aux_loss, aux_stats = phi.loss(x, actions[:, mb])
+                dynamics_loss = prediction_error(forward_model, features, actions[:, mb]).mean()
+                loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss + dynamics_loss + aux_loss
+
+                optimizer.zero_grad()
+                loss.backward()
+                if args.max_grad_norm > 0:
+                    nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+
+                with torch.no_grad():
+                    mb_stats = {
+                        "losses/policy_loss": pg_loss, "losses/value_loss": v_loss, "losses/entropy": entropy,
+                        "losses/approx_kl": 0.5 * logratio.pow(2).mean(),
+                        "losses/clipfrac": ((ratio - 1).abs() > args.clip_coef).float().mean(),
+                        "losses/dynamics_loss": dynamics_loss, **aux_stats,
+                    }
+                for k, v in mb_stats.items():
+                    stats[k] = stats.get(k, 0.0) + v.detach() / (args.update_epochs * args.num_minibatches)
+
+        # Log: losses averaged over every minibatch of the update
+        sps = int(batch_size / (time.time() - iteration_start))
+        scalars = {k: v.item() for k, v in stats.items()}
+        scalars.update({
+            "losses/explained_variance": explained_variance(values.flatten(), returns.flatten()),
+            "charts/SPS": sps, "charts/frames": 4 * global_step,
+            "charts/intrinsic_reward_mean": int_rewards.mean().item(),
+            "charts/reward_rms_std": float(np.sqrt(reward_rms.var)),
+            "charts/feature_std": torch.stack(feature_stds).mean().item(),
+            "charts/rollout_seconds": rollout_time, "charts/update_seconds": time.time() - iteration_start - rollout_time,
+        })
+        if finished_returns:
+            scalars["charts/episodic_return"] = float(np.mean(finished_returns))
+            scalars["charts/episodic_length"] = float(np.mean(finished_lengths))
+        for k, v in scalars.items():
+            writer.add_scalar(k, v, global_step)
+        eta = (time.time() - start_time) / iteration * (num_iterations - iteration)
+        recent = f"{np.mean(episodes.recent_returns):.1f}" if episodes.recent_returns else "n/a"
+        print(
+            f"iter {iteration}/{num_iterations} step {global_step:,} frames {4 * global_step:,} SPS {sps} "
+            f"return(last 100) {recent} r_int {scalars['charts/intrinsic_reward_mean']:.4g} "
+            f"left {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400 else f'{eta / 86400:.1f} days'}",
+            flush=True,
+        )
+        if args.save_reconstructions and (iteration % args.reconstruction_interval == 0 or iteration == num_iterations):
+            save_reconstructions(phi, obs_norm, obs[T, :8], os.path.join(run_dir, f"reconstructions_{global_step:011d}.png"))
+
+    envs.close()
+    writer.close()
