@@ -355,7 +355,7 @@ class Policy(nn.Module):
 
 
 class Features(nn.Module):
-    """phi: random features, a conv trunk frozen at its random initialisation (paper section 2.2)."""
+    """phi: random features, a conv trunk frozen at its random initialisation (paper section 2.1)."""
 
     cache = True  # phi never changes, so a rollout's features are computed once and reused by every epoch
 

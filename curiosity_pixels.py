@@ -264,7 +264,7 @@ class Policy(nn.Module):
 
 
 class Features(nn.Module):
-    """phi: the identity. The features are the normalised frame stack itself (paper section 2.2, "pixels")."""
+    """phi: the identity. The features are the normalised frame stack itself (paper section 2.1, "pixels")."""
 
     # No cache: a rollout's normalised frames, 129 x 128 x 4 x 84 x 84 float32, would take about 1.9 GB,
     # while re-normalising the uint8 frames of a minibatch costs next to nothing.

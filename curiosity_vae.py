@@ -263,7 +263,7 @@ class Policy(nn.Module):
 
 
 class Features(nn.Module):
-    """phi: the posterior mean of a VAE trained on single frame stacks (paper section 2.2)."""
+    """phi: the posterior mean of a VAE trained on single frame stacks (paper section 2.1)."""
 
     cache = False  # the VAE learns at every optimizer step, so the update recomputes the features
 
