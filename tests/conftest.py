@@ -1,5 +1,4 @@
 """Helpers shared by the tests: load a script as a module, run it as a user would, read its logs."""
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -8,16 +7,11 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from common import load_script  # noqa: E402  (one loader for tests and benchmarks)
 # Tiny but real: a real Atari game, two iterations of every phase of the loop.
 TINY = ["--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--update-epochs", "2",
         "--obs-norm-steps", "64", "--total-timesteps", "128"]
-
-
-def load_script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def run_script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
