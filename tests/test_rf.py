@@ -170,7 +170,12 @@ def test_observation_mean_is_per_pixel_and_std_one_scalar(rf):
     assert std == pytest.approx(flat.std(0).mean())  # per-pixel std averaged over pixels, not std of all pixels
     norm = rf.ObservationNorm(mean, std)
     assert norm.std.shape == ()
-    torch.testing.assert_close(norm(torch.from_numpy(frames[0])), (torch.from_numpy(flat[:3]) - torch.from_numpy(mean)).float() / float(std))
+    x = norm(torch.from_numpy(frames[0]))
+    torch.testing.assert_close(x, (torch.from_numpy(flat[:3]) - torch.from_numpy(mean)).float() / float(std))
+    assert x.is_contiguous(memory_format=torch.channels_last)  # the layout the CPU's convs train fastest in
+    sequence = norm(torch.from_numpy(frames))  # (T, n, C, H, W): flattening T and n keeps channels-last
+    assert sequence.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(sequence[0], x, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("env_id, rom, sticky", [
