@@ -1,13 +1,17 @@
 # Curiosity-driven PPO in raw pixel space: a U-Net predicts the next frame stack, and its error is the
 # curiosity reward. Burda et al. 2018, "Large-Scale Study of Curiosity-Driven Learning" (arXiv:1808.04355),
 # the paper's "pixels" baseline, which does poorly on most games. One file, CleanRL style; see README.md.
+import copy
+import importlib.util
+import math
 import os
 import random
 import re
+import signal
 import time
 from collections import deque
-from functools import partial
 from dataclasses import dataclass
+from functools import partial
 from typing import Optional
 
 import ale_py
@@ -93,6 +97,22 @@ class Args:
         if self.prediction_interval <= 0:
             raise SystemExit(f"error: --prediction-interval must be positive, got {self.prediction_interval}")
 
+    save_every: int = 50
+    """write run_dir/checkpoint.pt every this many iterations (0: only at the end, on Ctrl-C or SIGTERM, and
+    on a NaN); each write replaces the previous checkpoint only once it is complete"""
+    resume: Optional[str] = None
+    """continue the run of this checkpoint exactly, in its run directory; other flags given now override
+    the checkpoint's settings, except those that fix the env and the network sizes"""
+    eval_checkpoint: Optional[str] = None
+    """play --eval-episodes episodes with this checkpoint's policy, print the game score, and exit"""
+    eval_episodes: int = 10
+    """episodes played by --eval-checkpoint"""
+    eval_greedy: bool = False
+    """with --eval-checkpoint, play the most likely action instead of sampling the policy"""
+    capture_video: bool = False
+    """record an episode of the current policy as an mp4 at every checkpoint and at --eval-checkpoint
+    (needs PyAV: pip install av)"""
+
 
 def ale_game(env_id: str) -> tuple[str, float]:
     """ROM name and sticky-action probability of a gymnasium Atari id; stops with a hint on any other id."""
@@ -109,7 +129,7 @@ def ale_game(env_id: str) -> tuple[str, float]:
 def check_args(args: Args) -> None:
     """Stops with one line on impossible settings, before any env or network is built."""
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps",
-                 "obs_norm_steps", "max_episode_steps", "feature_dim", "learning_rate"):
+                 "obs_norm_steps", "max_episode_steps", "feature_dim", "learning_rate", "eval_episodes"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.num_envs % args.num_minibatches:
@@ -122,7 +142,83 @@ def check_args(args: Args) -> None:
             f"error: --total-timesteps {args.total_timesteps} is less than one rollout "
             f"(--num-envs x --num-steps = {args.num_envs * args.num_steps})"
         )
+    if args.save_every < 0:
+        raise SystemExit(f"error: --save-every must be 0 or more, got {args.save_every}")
+    if args.capture_video and importlib.util.find_spec("av") is None:
+        raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, or drop the flag")
     ale_game(args.env_id)
+
+
+# Settings a resumed or evaluated run must share with its checkpoint: they fix the envs and the networks
+FIXED_BY_CHECKPOINT = ("env_id", "num_envs", "num_steps", "max_episode_steps", "feature_dim", "seed")
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint written by this script; stops with one line if it is missing, unreadable or another's."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no checkpoint at {path!r}; pass the checkpoint.pt of a run directory")
+    try:  # a checkpoint is a pickle: load only your own
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise SystemExit(f"error: {path!r} is not a readable checkpoint ({type(err).__name__}: {err})".splitlines()[0])
+    script = os.path.basename(__file__)
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
+        other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; use that script")
+    return checkpoint
+
+
+def check_checkpoint_args(args: Args, checkpoint: dict) -> None:
+    for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
+        if getattr(args, name) != checkpoint["args"][name]:
+            raise SystemExit(
+                f"error: the checkpoint was trained with --{name.replace('_', '-')} {checkpoint['args'][name]}, "
+                f"not {getattr(args, name)}; drop the flag (a checkpoint keeps its env and network sizes)"
+            )
+
+
+def save_checkpoint(state: dict, path: str) -> Optional[str]:
+    """Writes `state` to a temporary file, then renames it over `path`: a crash, a kill or a full disk
+    mid-write leaves the previous checkpoint whole. Returns None, or why the write failed."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
+        return f"could not write {path} ({str(err).splitlines()[0]}); the previous checkpoint is intact"
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return None
+
+
+def replay(envs, seed: int, env_actions: list) -> np.ndarray:
+    """Brings freshly made envs to where a run left them. ALE's vector env cannot save its state, but from
+    a seeded reset it is deterministic, so replaying the run's actions restores it. Returns the last obs."""
+    obs = envs.reset(seed=seed)[0]
+    for rollout_actions in env_actions:
+        for actions in rollout_actions:
+            obs = envs.step(actions.astype(np.int64))[0]
+    return obs
+
+
+def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
+    """Name of the first of the intrinsic reward, the losses and the networks' weights that is NaN or infinite."""
+    for name in ["charts/intrinsic_reward_mean", *(k for k in scalars if k.startswith("losses/"))]:
+        if not math.isfinite(scalars[name]) and name != "losses/explained_variance":  # that one may be NaN
+            return name
+    for name, module in networks.items():
+        if not all(p.isfinite().all() for p in module.parameters()):
+            return f"the {name} weights"
+    return None
+
+
+def stop_on_signal(signum, frame):
+    """SIGINT and SIGTERM stop training the same way, through KeyboardInterrupt."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> ale_py.AtariVectorEnv:
@@ -417,11 +513,74 @@ def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
     return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
 
 
+def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: int, greedy: bool, seed: int,
+             video_path: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Raw game score and length of `episodes` whole episodes, played in envs of their own; each env plays a
+    fixed share, so short episodes are not favoured. With `video_path`, env 0's first episode goes to an mp4."""
+    envs = make_envs(args.env_id, min(episodes, args.num_envs), args.max_episode_steps)
+    share = np.full(envs.num_envs, episodes // envs.num_envs) + (np.arange(envs.num_envs) < episodes % envs.num_envs)
+    obs, stats = envs.reset(seed=seed)[0], EpisodeStats(envs.num_envs)
+    device = obs_norm.mean.device
+    returns, lengths, frames = [], [], [] if video_path else None
+    while len(returns) < episodes:
+        with torch.no_grad():
+            logits = policy(obs_norm(torch.from_numpy(obs).to(device)))[0]
+        actions = logits.argmax(-1) if greedy else Categorical(logits=logits).sample()
+        if frames is not None:
+            frames.append(obs[0, -1])
+        obs, rewards, terminated, truncated, _ = envs.step(actions.cpu().numpy())
+        scores, ep_lengths = stats.update(rewards, terminated, truncated)
+        for i, score, length in zip(np.flatnonzero(terminated | truncated), scores, ep_lengths):
+            if share[i] > 0:  # an env that has played its share keeps playing, unrecorded
+                share[i] -= 1
+                returns.append(score)
+                lengths.append(length)
+        if frames is not None and (terminated[0] or truncated[0]):
+            write_video(frames, video_path)
+            frames = None
+    envs.close()
+    return np.array(returns), np.array(lengths)
+
+
+def write_video(frames: list, path: str, fps: int = 15) -> None:
+    """84x84 grayscale frames, 4x enlarged, as an H.264 mp4 at the game's speed (15 agent steps a second)."""
+    import av
+
+    with av.open(path, "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = 336, 336, "yuv420p"
+        for frame in frames:
+            image = np.ascontiguousarray(frame.repeat(4, axis=0).repeat(4, axis=1))
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="gray")))
+        container.mux(stream.encode())
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
+    checkpoint = None
+    if args.resume or args.eval_checkpoint:  # the checkpoint's settings, overridden by the flags given now
+        checkpoint = load_checkpoint(args.resume or args.eval_checkpoint)
+        args = tyro.cli(Args, default=Args(**{**checkpoint["args"], "resume": None, "eval_checkpoint": None}))
+        check_checkpoint_args(args, checkpoint)
     check_args(args)
+    if args.eval_checkpoint:  # play the checkpoint's policy, report the game score, and stop
+        saved = checkpoint["networks"]
+        policy, obs_norm = Policy(len(saved["policy"]["logits.bias"])), ObservationNorm(saved["obs_norm"]["mean"], 1.0)
+        policy.load_state_dict(saved["policy"])
+        obs_norm.load_state_dict(saved["obs_norm"])
+        torch.manual_seed(args.seed)
+        video = args.eval_checkpoint[: -len(".pt")] + "_eval.mp4" if args.capture_video else None
+        scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1, video)
+        print(f"{args.eval_episodes} episodes of {args.env_id} at step {checkpoint['global_step']:,}"
+              f"{' (greedy)' if args.eval_greedy else ''}: score {scores.mean():.1f} +- {scores.std():.1f}, "
+              f"length {lengths.mean():.0f} +- {lengths.std():.0f}" + (f"; video {video}" if video else ""))
+        raise SystemExit(0)
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join(args.log_dir, run_name)
+    if args.resume:  # the run directory is where its checkpoint lies
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
+        run_name = os.path.basename(run_dir)
+    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
     try:
         os.makedirs(run_dir, exist_ok=True)
     except OSError as err:
@@ -436,17 +595,28 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.distributions.Distribution.set_default_validate_args(False)  # NaNs are caught by first_non_finite
     rng = np.random.default_rng(args.seed)
     device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)
 
-    # Envs, and the observation statistics of a random agent
+    # Envs, and the observation statistics of a random agent (on resume: the checkpoint's, and its envs replayed)
     envs = make_envs(args.env_id, args.num_envs, args.max_episode_steps)
     num_actions = envs.single_action_space.n
-    envs.reset(seed=args.seed)
-    print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps")
-    ob_mean, ob_std = random_agent_obs_stats(envs, args.obs_norm_steps, rng)
-    next_obs = torch.from_numpy(envs.reset(seed=args.seed)[0]).to(device)
+    env_actions = []  # every rollout's actions (T, N), uint8: what replay() needs to restore the envs
+    if checkpoint is None:
+        envs.reset(seed=args.seed)
+        print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps")
+        ob_mean, ob_std = random_agent_obs_stats(envs, args.obs_norm_steps, rng)
+        next_obs = envs.reset(seed=args.seed)[0]
+    else:
+        env_actions = checkpoint["env_actions"]
+        print(f"replaying {args.num_envs * args.num_steps * len(env_actions):,} env steps to restore the envs")
+        next_obs = replay(envs, args.seed, env_actions)
+        if not np.array_equal(next_obs, checkpoint["next_obs"]):
+            raise SystemExit("error: replaying the checkpoint's actions did not reproduce its envs (another ale-py?)")
+        ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0  # the checkpoint's come with the networks
+    next_obs = torch.from_numpy(next_obs).to(device)
     episodes = EpisodeStats(args.num_envs)
 
     # Networks: one Adam over everything trainable
@@ -458,6 +628,22 @@ if __name__ == "__main__":
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-8)
     reward_filter = RewardForwardFilter(args.gamma, args.num_envs)
     reward_rms = RunningMeanStd()
+    networks = {"obs_norm": obs_norm, "policy": policy, "phi": phi, "forward_model": forward_model}
+    global_step, start_iteration = 0, 0
+    if checkpoint is not None:  # everything else that decides what comes next
+        for name, module in networks.items():
+            module.load_state_dict(checkpoint["networks"][name])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        for group in optimizer.param_groups:
+            group["lr"] = args.learning_rate
+        reward_filter.rewems = checkpoint["reward_filter"]
+        vars(reward_rms).update(checkpoint["reward_rms"])
+        vars(episodes).update(checkpoint["episodes"])
+        rng.bit_generator.state = checkpoint["rng"]
+        torch.set_rng_state(checkpoint["torch_rng"])
+        if device.type == "cuda" and checkpoint["cuda_rng"]:
+            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        global_step, start_iteration = checkpoint["global_step"], checkpoint["iteration"]
 
     # Storage: frames stay uint8; obs[T] is the observation after the last step
     T, N = args.num_steps, args.num_envs
@@ -466,7 +652,7 @@ if __name__ == "__main__":
     logprobs, values, ext_rewards, int_rewards, dones = (torch.zeros((T, N), device=device) for _ in range(5))
     feature_cache = torch.zeros((T + 1, N, args.feature_dim), device=device) if phi.cache else None
 
-    writer = SummaryWriter(run_dir)
+    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if checkpoint else None)  # drops steps logged after it
     writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
     if args.track:
         import wandb
@@ -475,123 +661,164 @@ if __name__ == "__main__":
                    config=vars(args), name=run_name, save_code=True)
     print(f"run {run_name}: {num_iterations} iterations of {batch_size} steps on {device}; logs in {run_dir}")
 
-    global_step = 0
+    signal.signal(signal.SIGINT, stop_on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal)  # a scheduler's SIGTERM stops like Ctrl-C: checkpoint, then exit
+    snapshot, stopped_by, failure = checkpoint, None, None  # snapshot: the last state a checkpoint may hold
     start_time = time.time()
-    for iteration in range(1, num_iterations + 1):
-        iteration_start = time.time()
-        timer = PhaseTimer(sync=args.profile and device.type == "cuda")
-        finished_returns, finished_lengths = [], []
+    try:
+        for iteration in range(start_iteration + 1, num_iterations + 1):
+            iteration_start = time.time()
+            timer = PhaseTimer(sync=args.profile and device.type == "cuda")
+            finished_returns, finished_lengths = [], []
 
-        # Rollout with the current stochastic policy; envs are never reset between rollouts
-        for t in range(T):
-            obs[t] = next_obs
-            with torch.no_grad(), autocast():
-                logits, values[t] = policy(obs_norm(next_obs))
-                dist = Categorical(logits=logits)
-                actions[t] = dist.sample()
-                logprobs[t] = dist.log_prob(actions[t])
-            timer.lap("inference")
-            next_obs_np, reward, terminated, truncated, _ = envs.step(actions[t].cpu().numpy())
-            ep_returns, ep_lengths = episodes.update(reward, terminated, truncated)
-            finished_returns.extend(ep_returns)
-            finished_lengths.extend(ep_lengths)
-            ext_rewards[t] = torch.from_numpy(reward).to(device)
-            dones[t] = torch.from_numpy(terminated | truncated).to(device)
-            next_obs = torch.from_numpy(next_obs_np).to(device)
-            timer.lap("env")
-        obs[T] = next_obs
-        global_step += batch_size
-
-        # Rewards: the prediction error of the forward model that was current during the rollout
-        with torch.no_grad(), autocast():
-            next_value = policy(obs_norm(next_obs))[1]
-            feature_stds = []
-            for chunk in torch.arange(N, device=device).chunk(args.num_minibatches):
-                features = apply_flat(phi, obs_norm(obs[:, chunk]))
-                int_rewards[:, chunk] = prediction_error(forward_model, features, actions[:, chunk])
-                feature_stds.append(features.flatten(0, 1).flatten(1).float().std(0).mean())
-                if phi.cache:
-                    feature_cache[:, chunk] = features
-            rewards = args.ext_coef * ext_rewards.clamp(-1, 1) + args.int_coef * int_rewards
-            rewards = normalize_rewards(rewards.cpu().numpy(), reward_filter, reward_rms)
-            rewards = torch.as_tensor(rewards, dtype=torch.float32, device=device)
-
-            # Advantages, normalised once over the whole rollout
-            advantages, returns = gae(rewards, values, next_value, dones, args.gamma, args.gae_lambda, args.use_dones)
-            norm_advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        timer.lap("rewards")
-
-        # Update: PPO + forward-model loss + the feature method's loss, one optimizer step per minibatch
-        stats = {}
-        for epoch in range(args.update_epochs):
-            for mb in minibatch_envs(N, args.num_minibatches, rng):
-                mb = torch.from_numpy(mb).to(device)
-                with autocast():  # a no-op unless --bf16; backward runs outside it, as torch advises
-                    x = obs_norm(obs[:, mb])
-                    mb_actions = actions[:, mb].flatten()
-                    logits, value = policy(x[:-1].flatten(0, 1))
+            # Rollout with the current stochastic policy; envs are never reset between rollouts
+            for t in range(T):
+                obs[t] = next_obs
+                with torch.no_grad(), autocast():
+                    logits, values[t] = policy(obs_norm(next_obs))
                     dist = Categorical(logits=logits)
-                    logratio = dist.log_prob(mb_actions) - logprobs[:, mb].flatten()
-                    ratio = logratio.exp()
-                    mb_adv = norm_advantages[:, mb].flatten()
-                    clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
-                    pg_loss = torch.max(-mb_adv * ratio, -mb_adv * clipped_ratio).mean()
-                    v_loss = 0.5 * (value - returns[:, mb].flatten()).pow(2).mean()
-                    entropy = dist.entropy().mean()
+                    actions[t] = dist.sample()
+                    logprobs[t] = dist.log_prob(actions[t])
+                timer.lap("inference")
+                next_obs_np, reward, terminated, truncated, _ = envs.step(actions[t].cpu().numpy())
+                ep_returns, ep_lengths = episodes.update(reward, terminated, truncated)
+                finished_returns.extend(ep_returns)
+                finished_lengths.extend(ep_lengths)
+                ext_rewards[t] = torch.from_numpy(reward).to(device)
+                dones[t] = torch.from_numpy(terminated | truncated).to(device)
+                next_obs = torch.from_numpy(next_obs_np).to(device)
+                timer.lap("env")
+            obs[T] = next_obs
+            env_actions.append(actions.to(torch.uint8).cpu().numpy())
+            global_step += batch_size
 
+            # Rewards: the prediction error of the forward model that was current during the rollout
+            with torch.no_grad(), autocast():
+                next_value = policy(obs_norm(next_obs))[1]
+                feature_stds = []
+                for chunk in torch.arange(N, device=device).chunk(args.num_minibatches):
+                    features = apply_flat(phi, obs_norm(obs[:, chunk]))
+                    int_rewards[:, chunk] = prediction_error(forward_model, features, actions[:, chunk])
+                    feature_stds.append(features.flatten(0, 1).flatten(1).float().std(0).mean())
                     if phi.cache:
-                        features, aux_loss, aux_stats = feature_cache[:, mb], x.new_zeros(()), {}
-                    else:  # learned features move with every optimizer step
-                        features, aux_loss, aux_stats = phi.loss(x, actions[:, mb])
-                    dynamics_loss = prediction_error(forward_model, features, actions[:, mb]).mean()
-                    loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss + dynamics_loss + aux_loss
+                        feature_cache[:, chunk] = features
+                rewards = args.ext_coef * ext_rewards.clamp(-1, 1) + args.int_coef * int_rewards
+                rewards = normalize_rewards(rewards.cpu().numpy(), reward_filter, reward_rms)
+                rewards = torch.as_tensor(rewards, dtype=torch.float32, device=device)
 
-                optimizer.zero_grad()
-                loss.backward()
-                if args.max_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-                optimizer.step()
+                # Advantages, normalised once over the whole rollout
+                advantages, returns = gae(rewards, values, next_value, dones, args.gamma, args.gae_lambda, args.use_dones)
+                norm_advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            timer.lap("rewards")
 
-                with torch.no_grad():
-                    mb_stats = {
-                        "losses/policy_loss": pg_loss, "losses/value_loss": v_loss, "losses/entropy": entropy,
-                        "losses/approx_kl": 0.5 * logratio.pow(2).mean(),
-                        "losses/clipfrac": ((ratio - 1).abs() > args.clip_coef).float().mean(),
-                        "losses/dynamics_loss": dynamics_loss, **aux_stats,
-                    }
-                for k, v in mb_stats.items():
-                    stats[k] = stats.get(k, 0.0) + v.detach() / (args.update_epochs * args.num_minibatches)
-        timer.lap("update")
+            # Update: PPO + forward-model loss + the feature method's loss, one optimizer step per minibatch
+            stats = {}
+            for epoch in range(args.update_epochs):
+                for mb in minibatch_envs(N, args.num_minibatches, rng):
+                    mb = torch.from_numpy(mb).to(device)
+                    with autocast():  # a no-op unless --bf16; backward runs outside it, as torch advises
+                        x = obs_norm(obs[:, mb])
+                        mb_actions = actions[:, mb].flatten()
+                        logits, value = policy(x[:-1].flatten(0, 1))
+                        dist = Categorical(logits=logits)
+                        logratio = dist.log_prob(mb_actions) - logprobs[:, mb].flatten()
+                        ratio = logratio.exp()
+                        mb_adv = norm_advantages[:, mb].flatten()
+                        clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
+                        pg_loss = torch.max(-mb_adv * ratio, -mb_adv * clipped_ratio).mean()
+                        v_loss = 0.5 * (value - returns[:, mb].flatten()).pow(2).mean()
+                        entropy = dist.entropy().mean()
 
-        # Log: losses averaged over every minibatch of the update
-        sps = int(batch_size / (time.time() - iteration_start))
-        scalars = {k: v.item() for k, v in stats.items()}
-        scalars.update({
-            "losses/explained_variance": explained_variance(values.flatten(), returns.flatten()),
-            "charts/SPS": sps, "charts/frames": 4 * global_step,
-            "charts/intrinsic_reward_mean": int_rewards.mean().item(),
-            "charts/reward_rms_std": float(np.sqrt(reward_rms.var)),
-            "charts/feature_std": torch.stack(feature_stds).mean().item(),
-            **{f"charts/{phase}_seconds": seconds for phase, seconds in timer.seconds.items()},
-        })
-        if finished_returns:
-            scalars["charts/episodic_return"] = float(np.mean(finished_returns))
-            scalars["charts/episodic_length"] = float(np.mean(finished_lengths))
-        for k, v in scalars.items():
-            writer.add_scalar(k, v, global_step)
-        eta = (time.time() - start_time) / iteration * (num_iterations - iteration)
-        recent = f"{np.mean(episodes.recent_returns):.1f}" if episodes.recent_returns else "n/a"
-        print(
-            f"iter {iteration}/{num_iterations} step {global_step:,} frames {4 * global_step:,} SPS {sps} "
-            f"return(last 100) {recent} r_int {scalars['charts/intrinsic_reward_mean']:.4g} "
-            f"left {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400 else f'{eta / 86400:.1f} days'}",
-            flush=True,
-        )
-        if args.profile:
-            print("  seconds:", ", ".join(f"{k} {v:.2f}" for k, v in timer.seconds.items()), flush=True)
-        if args.save_predictions and (iteration % args.prediction_interval == 0 or iteration == num_iterations):
-            save_predictions(forward_model, obs_norm, obs[T - 1, :8], actions[T - 1, :8], obs[T, :8],
-                             os.path.join(run_dir, f"predictions_{global_step:011d}.png"))
+                        if phi.cache:
+                            features, aux_loss, aux_stats = feature_cache[:, mb], x.new_zeros(()), {}
+                        else:  # learned features move with every optimizer step
+                            features, aux_loss, aux_stats = phi.loss(x, actions[:, mb])
+                        dynamics_loss = prediction_error(forward_model, features, actions[:, mb]).mean()
+                        loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss + dynamics_loss + aux_loss
+
+                    optimizer.zero_grad()
+                    loss.backward()
+                    if args.max_grad_norm > 0:
+                        nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                    optimizer.step()
+
+                    with torch.no_grad():
+                        mb_stats = {
+                            "losses/policy_loss": pg_loss, "losses/value_loss": v_loss, "losses/entropy": entropy,
+                            "losses/approx_kl": 0.5 * logratio.pow(2).mean(),
+                            "losses/clipfrac": ((ratio - 1).abs() > args.clip_coef).float().mean(),
+                            "losses/dynamics_loss": dynamics_loss, **aux_stats,
+                        }
+                    for k, v in mb_stats.items():
+                        stats[k] = stats.get(k, 0.0) + v.detach() / (args.update_epochs * args.num_minibatches)
+            timer.lap("update")
+
+            # Log: losses averaged over every minibatch of the update
+            sps = int(batch_size / (time.time() - iteration_start))
+            scalars = {k: v.item() for k, v in stats.items()}
+            scalars.update({
+                "losses/explained_variance": explained_variance(values.flatten(), returns.flatten()),
+                "charts/SPS": sps, "charts/frames": 4 * global_step,
+                "charts/intrinsic_reward_mean": int_rewards.mean().item(),
+                "charts/reward_rms_std": float(np.sqrt(reward_rms.var)),
+                "charts/feature_std": torch.stack(feature_stds).mean().item(),
+                **{f"charts/{phase}_seconds": seconds for phase, seconds in timer.seconds.items()},
+            })
+            if finished_returns:
+                scalars["charts/episodic_return"] = float(np.mean(finished_returns))
+                scalars["charts/episodic_length"] = float(np.mean(finished_lengths))
+            for k, v in scalars.items():
+                writer.add_scalar(k, v, global_step)
+            eta = (time.time() - start_time) / (iteration - start_iteration) * (num_iterations - iteration)
+            recent = f"{np.mean(episodes.recent_returns):.1f}" if episodes.recent_returns else "n/a"
+            print(
+                f"iter {iteration}/{num_iterations} step {global_step:,} frames {4 * global_step:,} SPS {sps} "
+                f"return(last 100) {recent} r_int {scalars['charts/intrinsic_reward_mean']:.4g} "
+                f"left {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400 else f'{eta / 86400:.1f} days'}",
+                flush=True,
+            )
+            if args.profile:
+                print("  seconds:", ", ".join(f"{k} {v:.2f}" for k, v in timer.seconds.items()), flush=True)
+            if args.save_predictions and (iteration % args.prediction_interval == 0 or iteration == num_iterations):
+                save_predictions(forward_model, obs_norm, obs[T - 1, :8], actions[T - 1, :8], obs[T, :8],
+                                 os.path.join(run_dir, f"predictions_{global_step:011d}.png"))
+
+            # Checkpoint: never of garbage. A non-finite loss or reward stops the run at the last good state
+            if failed := first_non_finite(scalars, networks):
+                failure = f"error: {failed} became NaN or infinite in iteration {iteration}; training stopped"
+                break
+            snapshot = copy.deepcopy({
+                "script": os.path.basename(__file__), "args": vars(args), "iteration": iteration,
+                "global_step": global_step, "networks": {name: m.state_dict() for name, m in networks.items()},
+                "optimizer": optimizer.state_dict(), "reward_filter": reward_filter.rewems,
+                "reward_rms": vars(reward_rms), "episodes": vars(episodes), "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
+                "env_actions": env_actions, "next_obs": next_obs.cpu().numpy(),
+            })
+            if args.save_every and iteration % args.save_every == 0:
+                if error := save_checkpoint(snapshot, checkpoint_path):
+                    print(f"warning: {error}; training goes on", flush=True)
+                if args.capture_video:
+                    video = os.path.join(run_dir, "videos", f"step_{global_step:012d}.mp4")
+                    os.makedirs(os.path.dirname(video), exist_ok=True)
+                    score = evaluate(policy, obs_norm, args, 1, False, args.seed + iteration, video)[0][0]
+                    print(f"video {video}: one episode, score {score:.0f}", flush=True)
+    except KeyboardInterrupt as interrupt:
+        stopped_by = interrupt.args[0] if interrupt.args else "SIGINT"
+        print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume", flush=True)
 
     envs.close()
     writer.close()
+    if snapshot is None:
+        raise SystemExit(failure or f"{stopped_by}: stopped before the first iteration ended; nothing to save")
+    if snapshot is not checkpoint and (error := save_checkpoint(snapshot, checkpoint_path)):
+        raise SystemExit(f"error: {error}")
+    resume = f"python {os.path.basename(__file__)} --resume {checkpoint_path}"
+    done = f"checkpoint {checkpoint_path} holds iteration {snapshot['iteration']} (step {snapshot['global_step']:,})"
+    if failure:
+        raise SystemExit(f"{failure}; {done}, the last good state")
+    if stopped_by:
+        print(f"{done}; continue with: {resume}", flush=True)
+        raise SystemExit(128 + signal.Signals[stopped_by].value)
+    print(f"{done}; train longer with: {resume} --total-timesteps N; score it with --eval-checkpoint", flush=True)

@@ -1,0 +1,206 @@
+"""Runs that survive: checkpoints written atomically, exact resume, Ctrl-C and SIGTERM, NaN stops, evaluation
+and video, and one-line errors for every bad input (README, "Long runs")."""
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TINY, read_scalars, run_script
+
+SCRIPTS = ["curiosity_rf", "curiosity_idf", "curiosity_vae", "curiosity_pixels", "curiosity_extrinsic_mix"]
+
+
+def checkpoint_of(log_dir: Path) -> Path:
+    (run_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
+    return run_dir / "checkpoint.pt"
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def rf_run(tmp_path_factory):
+    """One finished two-iteration RF run, shared by the tests that only read or resume it."""
+    log_dir = tmp_path_factory.mktemp("rf_run")
+    result = run_script("curiosity_rf", *TINY, "--seed", "3", "--log-dir", str(log_dir))
+    assert result.returncode == 0, result.stderr
+    return checkpoint_of(log_dir)
+
+
+# ---------------------------------------------------------------- atomic writes
+def test_a_kill_between_write_and_rename_leaves_the_old_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from common import load_script
+rf = load_script("curiosity_rf")
+assert rf.save_checkpoint({{"iteration": 1}}, {str(path)!r}) is None
+os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # dies after the temporary file is complete
+rf.save_checkpoint({{"iteration": 2, "payload": list(range(100000))}}, {str(path)!r})
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL, result.stderr
+    assert (tmp_path / "checkpoint.pt.tmp").stat().st_size > 0  # the new one was written, never renamed
+    assert torch.load(path, weights_only=False) == {"iteration": 1}
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_and_says_so(rf, tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    assert rf.save_checkpoint({"iteration": 1}, str(path)) is None
+    code = f"""
+import resource, sys
+sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from common import load_script
+rf = load_script("curiosity_rf")
+import torch
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # files stop growing at 1 MiB, as on a full disk
+print(rf.save_checkpoint({{"iteration": 2, "weights": torch.zeros(1 << 20)}}, {str(path)!r}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "could not write" in result.stdout and "previous checkpoint is intact" in result.stdout
+    assert torch.load(path, weights_only=False) == {"iteration": 1}
+    assert not (tmp_path / "checkpoint.pt.tmp").exists()
+
+
+def test_a_run_on_a_full_disk_warns_then_stops_with_one_line(rf_run, tmp_path):
+    before = torch.load(rf_run, weights_only=False)["iteration"]
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20))  # the checkpoint needs about 65 MB
+
+    result = subprocess.run([sys.executable, str(ROOT / "curiosity_rf.py"), "--resume", str(rf_run),
+                             "--total-timesteps", "256", "--save-every", "1"],
+                            capture_output=True, text=True, cwd=ROOT, preexec_fn=small_files, timeout=300)
+    assert result.stdout.count("warning: could not write") == 2  # iterations 3 and 4: training went on
+    assert_one_line_error(result, "could not write", "previous checkpoint is intact")
+    assert torch.load(rf_run, weights_only=False)["iteration"] == before
+
+
+# ---------------------------------------------------------------- resume
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_resumed_run_equals_an_uninterrupted_one(name, tmp_path):
+    """Two iterations, a checkpoint, two more in a new process: the same losses as four in one go."""
+    common = [*TINY, "--seed", "5"]
+    straight = run_script(name, *common, "--total-timesteps", "256", "--log-dir", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+    first = run_script(name, *common, "--log-dir", str(tmp_path / "resumed"))
+    assert first.returncode == 0, first.stderr
+    checkpoint = checkpoint_of(tmp_path / "resumed")
+    second = run_script(name, "--resume", str(checkpoint), "--total-timesteps", "256")
+    assert second.returncode == 0, second.stderr
+    assert "replaying 128 env steps" in second.stdout and "estimating observation" not in second.stdout
+    assert "iter 3/4 step 192" in second.stdout
+    a, b = read_scalars(tmp_path / "straight"), read_scalars(tmp_path / "resumed")  # one run directory, both halves
+    compared = [tag for tag in a if tag.startswith("losses/") or tag.endswith(("_reward_mean", "rms_std", "rooms_visited_total"))]
+    assert "losses/dynamics_loss" in compared
+    for tag in compared:
+        assert [step for step, _ in b[tag]] == [64, 128, 192, 256], tag
+        assert a[tag] == b[tag], f"{tag}: {a[tag]} != {b[tag]}"
+    assert torch.load(checkpoint, weights_only=False)["iteration"] == 4
+
+
+def test_resume_can_change_what_does_not_fix_the_envs_or_networks(rf_run, tmp_path):
+    copy = tmp_path / "run" / "checkpoint.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(rf_run.read_bytes())
+    result = run_script("curiosity_rf", "--resume", str(copy), "--total-timesteps", "192", "--learning-rate", "3e-4")
+    assert result.returncode == 0, result.stderr
+    saved = torch.load(copy, weights_only=False)
+    assert saved["iteration"] == 3 and saved["args"]["learning_rate"] == 3e-4
+    assert saved["args"]["num_envs"] == 4 and saved["args"]["resume"] == str(copy)
+
+
+# ---------------------------------------------------------------- signals and NaN
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_on_a_real_run_leaves_a_checkpoint_and_says_how_to_resume(sig, tmp_path):
+    cmd = [sys.executable, str(ROOT / "curiosity_rf.py"), *TINY[:-1], "1000000", "--log-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in proc.stdout:  # the update of iteration 3 is under way when the signal arrives
+        if line.startswith("iter 2/"):
+            break
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + sig, err
+    assert f"{sig.name}: stopping" in out and "continue with: python curiosity_rf.py --resume" in out
+    saved = torch.load(checkpoint_of(tmp_path), weights_only=False)
+    assert saved["iteration"] >= 2 and saved["global_step"] == 64 * saved["iteration"]
+    assert len(saved["env_actions"]) == saved["iteration"]  # the dropped iteration's actions are not in it
+
+
+def test_nan_stops_the_run_naming_the_quantity_and_keeps_the_last_good_checkpoint(rf_run, tmp_path):
+    copy = tmp_path / "run" / "checkpoint.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(rf_run.read_bytes())
+    result = run_script("curiosity_rf", "--resume", str(copy), "--total-timesteps", "1024", "--learning-rate", "1e38")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert "became NaN or infinite in iteration 3" in message and "holds iteration 2" in message, message
+    saved = torch.load(copy, weights_only=False)
+    assert saved["iteration"] == 2 and all(torch.isfinite(v).all() for v in saved["networks"]["policy"].values())
+
+
+# ---------------------------------------------------------------- evaluation and video
+def test_eval_prints_the_score_of_whole_episodes_and_writes_a_video(rf_run):
+    av = pytest.importorskip("av")
+    result = run_script("curiosity_rf", "--eval-checkpoint", str(rf_run), "--eval-episodes", "3",
+                        "--max-episode-steps", "60", "--capture-video")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip().splitlines()[-1]
+    assert line.startswith("3 episodes of BreakoutNoFrameskip-v4 at step 128: score ") and "length 60 +- 0" in line
+    video = rf_run.parent / "checkpoint_eval.mp4"
+    with av.open(str(video)) as container:
+        frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    assert len(frames) == 60 and frames[0].shape == (336, 336)
+    assert np.ptp(frames[30]) > 50  # a game screen, not a blank
+
+
+def test_greedy_eval_is_deterministic(rf_run):
+    outputs = [run_script("curiosity_rf", "--eval-checkpoint", str(rf_run), "--eval-episodes", "2", "--eval-greedy",
+                          "--max-episode-steps", "100").stdout.strip().splitlines()[-1] for _ in range(2)]
+    assert outputs[0] == outputs[1] and "(greedy)" in outputs[0]
+
+
+def test_training_records_a_video_at_each_checkpoint(tmp_path):
+    pytest.importorskip("av")
+    result = run_script("curiosity_rf", *TINY, "--save-every", "1", "--capture-video", "--max-episode-steps", "30",
+                        "--log-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    videos = sorted(p.name for p in checkpoint_of(tmp_path).parent.glob("videos/*.mp4"))
+    assert videos == ["step_000000000064.mp4", "step_000000000128.mp4"]
+
+
+# ---------------------------------------------------------------- bad input
+def test_missing_checkpoint(tmp_path):
+    assert_one_line_error(run_script("curiosity_rf", "--resume", str(tmp_path / "nope.pt")), "no checkpoint at")
+    assert_one_line_error(run_script("curiosity_rf", "--eval-checkpoint", str(tmp_path / "nope.pt")), "no checkpoint at")
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    assert_one_line_error(run_script("curiosity_rf", "--resume", str(tmp_path / "checkpoint.pt")), "not a readable checkpoint")
+
+
+def test_a_checkpoint_of_another_script(rf_run):
+    assert_one_line_error(run_script("curiosity_idf", "--resume", str(rf_run)), "written by curiosity_rf.py, not curiosity_idf.py")
+
+
+@pytest.mark.parametrize("flag, value", [("--env-id", "PongNoFrameskip-v4"), ("--feature-dim", "256"), ("--num-envs", "8")])
+def test_a_checkpoint_with_another_env_or_network_size(rf_run, flag, value):
+    assert_one_line_error(run_script("curiosity_rf", "--resume", str(rf_run), flag, value), f"trained with {flag}", "drop the flag")
+
