@@ -330,9 +330,9 @@ def glorot_(layer: nn.Module) -> nn.Module:
 def conv_trunk(out_dim: int) -> nn.Sequential:
     """84x84x4 frames to `out_dim` features; the policy and each encoder get their own copy."""
     return nn.Sequential(
-        glorot_(nn.Conv2d(4, 32, 8, stride=4)), nn.LeakyReLU(0.2),  # TensorFlow's slope, not torch's 0.01
-        glorot_(nn.Conv2d(32, 64, 4, stride=2)), nn.LeakyReLU(0.2),
-        glorot_(nn.Conv2d(64, 64, 3, stride=1)), nn.LeakyReLU(0.2),
+        glorot_(nn.Conv2d(4, 32, 8, stride=4)), nn.LeakyReLU(0.2, inplace=True),  # TensorFlow's slope, not 0.01
+        glorot_(nn.Conv2d(32, 64, 4, stride=2)), nn.LeakyReLU(0.2, inplace=True),  # in place: one saved tensor
+        glorot_(nn.Conv2d(64, 64, 3, stride=1)), nn.LeakyReLU(0.2, inplace=True),  # per layer, not two
         nn.Flatten(), normc_(nn.Linear(64 * 7 * 7, out_dim)),  # no activation on the output
     )
 
@@ -457,11 +457,12 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
     share = np.full(envs.num_envs, episodes // envs.num_envs) + (np.arange(envs.num_envs) < episodes % envs.num_envs)
     obs, stats = envs.reset(seed=seed)[0], EpisodeStats(envs.num_envs)
     device = obs_norm.mean.device
+    generator = torch.Generator(device).manual_seed(seed)  # its own, so training's random stream is untouched
     returns, lengths, frames = [], [], [] if video_path else None
     while len(returns) < episodes:
         with torch.no_grad():
             logits = policy(obs_norm(torch.from_numpy(obs).to(device)))[0]
-        actions = logits.argmax(-1) if greedy else Categorical(logits=logits).sample()
+        actions = logits.argmax(-1) if greedy else torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
         if frames is not None:
             frames.append(obs[0, -1])
         obs, rewards, terminated, truncated, _ = envs.step(actions.cpu().numpy())
@@ -476,6 +477,19 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
             frames = None
     envs.close()
     return np.array(returns), np.array(lengths)
+
+
+def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
+    """--eval-checkpoint: plays the checkpoint's policy and prints the raw game score."""
+    saved = checkpoint["networks"]
+    policy, obs_norm = Policy(len(saved["policy"]["logits.bias"])), ObservationNorm(saved["obs_norm"]["mean"], 1.0)
+    policy.load_state_dict(saved["policy"])
+    obs_norm.load_state_dict(saved["obs_norm"])
+    video = args.eval_checkpoint[: -len(".pt")] + "_eval.mp4" if args.capture_video else None
+    scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1, video)
+    print(f"{args.eval_episodes} episodes of {args.env_id} at step {checkpoint['global_step']:,}"
+          f"{' (greedy)' if args.eval_greedy else ''}: score {scores.mean():.1f} +- {scores.std():.1f}, "
+          f"length {lengths.mean():.0f} +- {lengths.std():.0f}" + (f"; video {video}" if video else ""))
 
 
 def write_video(frames: list, path: str, fps: int = 15) -> None:
@@ -499,18 +513,8 @@ if __name__ == "__main__":
         args = tyro.cli(Args, default=Args(**{**checkpoint["args"], "resume": None, "eval_checkpoint": None}))
         check_checkpoint_args(args, checkpoint)
     check_args(args)
-    if args.eval_checkpoint:  # play the checkpoint's policy, report the game score, and stop
-        saved = checkpoint["networks"]
-        policy, obs_norm = Policy(len(saved["policy"]["logits.bias"])), ObservationNorm(saved["obs_norm"]["mean"], 1.0)
-        policy.load_state_dict(saved["policy"])
-        obs_norm.load_state_dict(saved["obs_norm"])
-        torch.manual_seed(args.seed)
-        video = args.eval_checkpoint[: -len(".pt")] + "_eval.mp4" if args.capture_video else None
-        scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1, video)
-        print(f"{args.eval_episodes} episodes of {args.env_id} at step {checkpoint['global_step']:,}"
-              f"{' (greedy)' if args.eval_greedy else ''}: score {scores.mean():.1f} +- {scores.std():.1f}, "
-              f"length {lengths.mean():.0f} +- {lengths.std():.0f}" + (f"; video {video}" if video else ""))
-        raise SystemExit(0)
+    if args.eval_checkpoint:
+        raise SystemExit(evaluate_checkpoint(args, checkpoint))
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
     run_dir = os.path.join(args.log_dir, run_name)
     if args.resume:  # the run directory is where its checkpoint lies
@@ -637,7 +641,7 @@ if __name__ == "__main__":
                     int_rewards[:, chunk] = prediction_error(forward_model, features, actions[:, chunk])
                     feature_stds.append(features.flatten(0, 1).flatten(1).float().std(0).mean())
                     if phi.cache:
-                        feature_cache[:, chunk] = features
+                        feature_cache[:, chunk] = features.float()
                 rewards = args.ext_coef * ext_rewards.clamp(-1, 1) + args.int_coef * int_rewards
                 rewards = normalize_rewards(rewards.cpu().numpy(), reward_filter, reward_rms)
                 rewards = torch.as_tensor(rewards, dtype=torch.float32, device=device)

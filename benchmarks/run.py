@@ -32,9 +32,13 @@ PRESETS = {
                   env_ids=["BreakoutNoFrameskip-v4", "MontezumaRevengeNoFrameskip-v4"], seeds=[1],
                   frames=4 * 8 * 64 * 3, extra=["--num-envs", "8", "--num-steps", "64", "--num-minibatches", "2",
                                                  "--obs-norm-steps", "512"]),
-    # Does each variant beat the random agent on Breakout, and the mix script on a sparse game?
-    "cpu": dict(scripts=CURIOSITY, env_ids=["BreakoutNoFrameskip-v4"], seeds=[1], frames=2_000_000, extra=SMALL,
-                then=dict(scripts=["curiosity_extrinsic_mix"], env_ids=["FreewayNoFrameskip-v4"])),
+    # Does each variant beat the random agent on Breakout, and the mix script on a sparse game? The VAE costs
+    # about 10x and pixels about 30x RF's time per step on a CPU, so they get smaller budgets; cheapest first.
+    "cpu": dict(scripts=["curiosity_rf", "curiosity_idf"], env_ids=["BreakoutNoFrameskip-v4"], seeds=[1],
+                frames=2_000_000, extra=SMALL,
+                then=dict(scripts=["curiosity_extrinsic_mix"], env_ids=["FreewayNoFrameskip-v4"],
+                          then=dict(scripts=["curiosity_vae"], env_ids=["BreakoutNoFrameskip-v4"], frames=500_000,
+                                    then=dict(scripts=["curiosity_pixels"], frames=250_000)))),
     # The paper's main figure: 8 games, every curiosity variant, 3 seeds, 10^8 agent steps. GPUs.
     "paper": dict(scripts=CURIOSITY, env_ids=[f"{g}NoFrameskip-v4" for g in PAPER_GAMES], seeds=[1, 2, 3],
                   frames=400_000_000, extra=[]),
@@ -45,8 +49,9 @@ PRESETS = {
 
 
 def grid(scripts, env_ids, seeds, frames, extra, then=None):
+    """The runs of a preset; `then` is a further grid that inherits every field it does not set."""
     runs = [dict(script=s, env_id=e, seed=seed, frames=frames, extra=extra) for s in scripts for e in env_ids for seed in seeds]
-    return runs + (grid(**{**dict(seeds=seeds, frames=frames, extra=extra), **then}) if then else [])
+    return runs + (grid(**{**dict(env_ids=env_ids, seeds=seeds, frames=frames, extra=extra), **then}) if then else [])
 
 
 def run_key(run: dict) -> str:

@@ -176,13 +176,17 @@ def test_greedy_eval_is_deterministic(rf_run):
     assert outputs[0] == outputs[1] and "(greedy)" in outputs[0]
 
 
-def test_training_records_a_video_at_each_checkpoint(tmp_path):
+def test_training_records_a_video_at_each_checkpoint_without_changing_the_run(tmp_path):
     pytest.importorskip("av")
-    result = run_script("curiosity_rf", *TINY, "--save-every", "1", "--capture-video", "--max-episode-steps", "30",
-                        "--log-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    videos = sorted(p.name for p in checkpoint_of(tmp_path).parent.glob("videos/*.mp4"))
+    for name, flags in (("video", ["--capture-video"]), ("plain", [])):
+        result = run_script("curiosity_rf", *TINY, "--save-every", "1", "--max-episode-steps", "30", *flags,
+                            "--log-dir", str(tmp_path / name))
+        assert result.returncode == 0, result.stderr
+    videos = sorted(p.name for p in checkpoint_of(tmp_path / "video").parent.glob("videos/*.mp4"))
     assert videos == ["step_000000000064.mp4", "step_000000000128.mp4"]
+    with_video, plain = read_scalars(tmp_path / "video"), read_scalars(tmp_path / "plain")
+    for tag in ("losses/policy_loss", "losses/dynamics_loss", "charts/intrinsic_reward_mean"):
+        assert with_video[tag] == plain[tag], tag  # the video's episode draws from its own random stream
 
 
 # ---------------------------------------------------------------- bad input
