@@ -65,15 +65,23 @@ def command(run: dict, out: Path) -> list[str]:
 
 
 def execute(run: dict, out: Path) -> dict:
-    """Runs one grid point, streaming its output to logs/KEY.log; writes status/KEY.json when it ends."""
+    """Runs one grid point, streaming its output to logs/KEY.log; writes status/KEY.json when it ends. A run
+    that was cut short (Ctrl-C, a crash, a reboot) continues from its checkpoint, exactly as if never stopped."""
     key, cmd = run_key(run), command(run, out)
-    shutil.rmtree(out / "runs" / key, ignore_errors=True)  # a rerun must not mix with a failed run's events
+    status_path = out / "status" / f"{key}.json"
+    same_run = not status_path.exists() or json.loads(status_path.read_text())["command"][1:] == cmd[1:]
+    checkpoints = sorted((out / "runs" / key).glob("*/checkpoint.pt")) if same_run else []
+    if checkpoints:
+        cmd = [*cmd[:2], "--resume", str(checkpoints[-1]), "--total-timesteps", str(run["frames"] // 4)]
+    else:
+        shutil.rmtree(out / "runs" / key, ignore_errors=True)  # no half-written events from a run with no checkpoint
     start = time.time()
-    with open(out / "logs" / f"{key}.log", "w") as log:
+    with open(out / "logs" / f"{key}.log", "a" if checkpoints else "w") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
         returncode = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
-    status = dict(key=key, returncode=returncode, seconds=round(time.time() - start, 1), command=cmd, **run)
+    status = dict(key=key, returncode=returncode, seconds=round(time.time() - start, 1), command=command(run, out),
+                  executed=cmd, **run)
     (out / "status" / f"{key}.json").write_text(json.dumps(status, indent=1))
     return status
 

@@ -39,6 +39,25 @@ def test_runner_reports_a_failed_run_and_resumes_without_redoing_finished_ones(t
     assert again.returncode == 1
 
 
+def test_runner_continues_a_cut_short_run_from_its_checkpoint(tmp_path):
+    grid = ["--name", "t", "--results-dir", str(tmp_path), "--scripts", "curiosity_rf", "--seeds", "1",
+            "--env-ids", "BreakoutNoFrameskip-v4", "--frames", str(4 * 256), "--", *TINY_RUN]
+    out, key = tmp_path / "t", "curiosity_rf__BreakoutNoFrameskip-v4__s1"
+    # As if the runner had died after two of the four iterations: a checkpoint, and no status
+    cut = subprocess.run([sys.executable, str(ROOT / "curiosity_rf.py"), "--env-id", "BreakoutNoFrameskip-v4", "--seed", "1",
+                          "--total-timesteps", "128", "--exp-name", "curiosity_rf", "--log-dir", str(out / "runs" / key),
+                          *TINY_RUN], capture_output=True, text=True, cwd=ROOT)
+    assert cut.returncode == 0, cut.stderr
+    result = bench("run", *grid)
+    assert result.returncode == 0, result.stderr
+    log = (out / "logs" / f"{key}.log").read_text()
+    assert "--resume" in log and "replaying 128 env steps" in log and "iter 3/4" in log and "iter 1/4" not in log
+    status = json.loads((out / "status" / f"{key}.json").read_text())
+    assert "--resume" not in status["command"] and "--resume" in status["executed"]
+    again = bench("run", *grid)
+    assert "1 already finished, 0 to run" in again.stdout
+
+
 def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
     runs = tmp_path / "r" / "runs"
     rng = np.random.default_rng(0)
