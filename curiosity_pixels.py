@@ -149,78 +149,6 @@ def check_args(args: Args) -> None:
     ale_game(args.env_id)
 
 
-# Settings a resumed or evaluated run must share with its checkpoint: they fix the envs and the networks
-FIXED_BY_CHECKPOINT = ("env_id", "num_envs", "num_steps", "max_episode_steps", "feature_dim", "seed")
-
-
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint written by this script; stops with one line if it is missing, unreadable or another's."""
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: no checkpoint at {path!r}; pass the checkpoint.pt of a run directory")
-    try:  # a checkpoint is a pickle: load only your own
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        raise SystemExit(f"error: {path!r} is not a readable checkpoint ({type(err).__name__}: {err})".splitlines()[0])
-    script = os.path.basename(__file__)
-    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
-        other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-        raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; use that script")
-    return checkpoint
-
-
-def check_checkpoint_args(args: Args, checkpoint: dict) -> None:
-    for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
-        if getattr(args, name) != checkpoint["args"][name]:
-            raise SystemExit(
-                f"error: the checkpoint was trained with --{name.replace('_', '-')} {checkpoint['args'][name]}, "
-                f"not {getattr(args, name)}; drop the flag (a checkpoint keeps its env and network sizes)"
-            )
-
-
-def save_checkpoint(state: dict, path: str) -> Optional[str]:
-    """Writes `state` to a temporary file, then renames it over `path`: a crash, a kill or a full disk
-    mid-write leaves the previous checkpoint whole. Returns None, or why the write failed."""
-    tmp = path + ".tmp"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
-        return f"could not write {path} ({str(err).splitlines()[0]}); the previous checkpoint is intact"
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return None
-
-
-def replay(envs, seed: int, env_actions: list) -> np.ndarray:
-    """Brings freshly made envs to where a run left them. ALE's vector env cannot save its state, but from
-    a seeded reset it is deterministic, so replaying the run's actions restores it. Returns the last obs."""
-    obs = envs.reset(seed=seed)[0]
-    for rollout_actions in env_actions:
-        for actions in rollout_actions:
-            obs = envs.step(actions.astype(np.int64))[0]
-    return obs
-
-
-def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
-    """Name of the first of the intrinsic reward, the losses and the networks' weights that is NaN or infinite."""
-    for name in ["charts/intrinsic_reward_mean", *(k for k in scalars if k.startswith("losses/"))]:
-        if not math.isfinite(scalars[name]) and name != "losses/explained_variance":  # that one may be NaN
-            return name
-    for name, module in networks.items():
-        if not all(p.isfinite().all() for p in module.parameters()):
-            return f"the {name} weights"
-    return None
-
-
-def stop_on_signal(signum, frame):
-    """SIGINT and SIGTERM stop training the same way, through KeyboardInterrupt."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
-
-
 def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> ale_py.AtariVectorEnv:
     """ALE's C++ vector env with the reference preprocessing (spec section 3)."""
     game, sticky = ale_game(env_id)
@@ -511,6 +439,78 @@ def minibatch_envs(num_envs: int, num_minibatches: int, rng: np.random.Generator
 def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
     var_y = y_true.var()
     return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
+
+
+# Settings a resumed or evaluated run must share with its checkpoint: they fix the envs and the networks
+FIXED_BY_CHECKPOINT = ("env_id", "num_envs", "num_steps", "max_episode_steps", "feature_dim", "seed")
+
+
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint written by this script; stops with one line if it is missing, unreadable or another's."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no checkpoint at {path!r}; pass the checkpoint.pt of a run directory")
+    try:  # a checkpoint is a pickle: load only your own
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise SystemExit(f"error: {path!r} is not a readable checkpoint ({type(err).__name__}: {err})".splitlines()[0])
+    script = os.path.basename(__file__)
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
+        other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; use that script")
+    return checkpoint
+
+
+def check_checkpoint_args(args: Args, checkpoint: dict) -> None:
+    for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
+        if getattr(args, name) != checkpoint["args"][name]:
+            raise SystemExit(
+                f"error: the checkpoint was trained with --{name.replace('_', '-')} {checkpoint['args'][name]}, "
+                f"not {getattr(args, name)}; drop the flag (a checkpoint keeps its env and network sizes)"
+            )
+
+
+def save_checkpoint(state: dict, path: str) -> Optional[str]:
+    """Writes `state` to a temporary file, then renames it over `path`: a crash, a kill or a full disk
+    mid-write leaves the previous checkpoint whole. Returns None, or why the write failed."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
+        return f"could not write {path} ({str(err).splitlines()[0]}); the previous checkpoint is intact"
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return None
+
+
+def replay(envs, seed: int, env_actions: list) -> np.ndarray:
+    """Brings freshly made envs to where a run left them. ALE's vector env cannot save its state, but from
+    a seeded reset it is deterministic, so replaying the run's actions restores it. Returns the last obs."""
+    obs = envs.reset(seed=seed)[0]
+    for rollout_actions in env_actions:
+        for actions in rollout_actions:
+            obs = envs.step(actions.astype(np.int64))[0]
+    return obs
+
+
+def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
+    """Name of the first of the intrinsic reward, the losses and the networks' weights that is NaN or infinite."""
+    for name in ["charts/intrinsic_reward_mean", *(k for k in scalars if k.startswith("losses/"))]:
+        if not math.isfinite(scalars[name]) and name != "losses/explained_variance":  # that one may be NaN
+            return name
+    for name, module in networks.items():
+        if not all(p.isfinite().all() for p in module.parameters()):
+            return f"the {name} weights"
+    return None
+
+
+def stop_on_signal(signum, frame):
+    """SIGINT and SIGTERM stop training the same way, through KeyboardInterrupt."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: int, greedy: bool, seed: int,

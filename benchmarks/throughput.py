@@ -39,7 +39,7 @@ def env_only_sps(env_id: str, num_envs: int, num_steps: int) -> float:
 
 
 def training_run(script: str, env_id: str, num_envs: int, num_steps: int, iterations: int, extra: list[str]):
-    """Runs a script for `iterations` iterations; returns (SPS, seconds per iteration, peak RSS in GB)."""
+    """Runs a script for `iterations` iterations; returns (SPS, seconds per iteration, peak RSS in GiB)."""
     with tempfile.TemporaryDirectory() as log_dir:
         cmd = [sys.executable, str(ROOT / f"{script}.py"), "--env-id", env_id, "--num-envs", str(num_envs),
                "--num-steps", str(num_steps), "--total-timesteps", str(num_envs * num_steps * iterations),
@@ -79,7 +79,7 @@ def main():
                      "seconds_per_iteration": seconds, "peak_rss_gb": rss})
         print(f"  {script}: {sps:.0f} SPS", flush=True)
 
-    print("\n| script | env-only SPS | training SPS | ratio | s / iteration | peak RSS (GB) |")
+    print("\n| script | env-only SPS | training SPS | ratio | s / iteration | peak RSS (GiB) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(f"| {r['script']} | {r['env_sps']:.0f} | {r['train_sps']:.0f} | {r['ratio']:.3f} | "
