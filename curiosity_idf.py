@@ -7,6 +7,7 @@ import os
 import random
 import re
 import signal
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Optional
 import ale_py
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
@@ -224,6 +226,12 @@ class RunningMeanStd:
 
     def update(self, x: np.ndarray) -> None:
         batch_mean, batch_var, batch_count = x.mean(0), x.var(0), x.shape[0]
+        if dist.is_initialized():  # torchrun: one batch made of every process's (scalar statistics only)
+            moments = torch.tensor([batch_count, batch_count * batch_mean, batch_count * (batch_var + batch_mean**2)],
+                                   dtype=torch.float64)
+            dist.all_reduce(moments)
+            batch_count, batch_mean = moments[0].item(), (moments[1] / moments[0]).item()
+            batch_var = (moments[2] / moments[0]).item() - batch_mean**2
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
@@ -376,6 +384,17 @@ class PhaseTimer:
         self.last = now
 
 
+def global_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) std of x over every process of a torchrun job; of x alone without one."""
+    if not dist.is_initialized():
+        return x.mean(), x.std()
+    moments = torch.stack([x.new_tensor(x.numel()), x.sum(), x.square().sum()]).double()
+    dist.all_reduce(moments)
+    count, total, total_sq = moments
+    mean = total / count
+    return mean.to(x.dtype), ((total_sq - count * mean**2) / (count - 1)).sqrt().to(x.dtype)
+
+
 def minibatch_envs(num_envs: int, num_minibatches: int, rng: np.random.Generator) -> np.ndarray:
     """Shuffled env indices cut into groups: a minibatch is whole env trajectories, as in the reference."""
     return rng.permutation(num_envs).reshape(num_minibatches, -1)
@@ -524,7 +543,21 @@ if __name__ == "__main__":
     check_args(args)
     if args.eval_checkpoint:
         raise SystemExit(evaluate_checkpoint(args, checkpoint))
+
+    # torchrun: K processes, each with its own N envs; gradients and statistics are shared, rank 0 logs and saves
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    use_cuda = torch.cuda.is_available() and args.cuda
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if use_cuda else "cpu")
+    if world_size > 1:
+        dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
+        sys.stdout = sys.stdout if rank == 0 else open(os.devnull, "w")
+    if checkpoint is not None and len(checkpoint["ranks"]) != world_size:
+        raise SystemExit(f"error: the checkpoint holds {len(checkpoint['ranks'])} processes' envs, not {world_size}; "
+                         f"resume it with torchrun --nproc_per_node {len(checkpoint['ranks'])} (or plain python for 1)")
     run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if world_size > 1:  # one run directory, named by rank 0
+        dist.broadcast_object_list(names := [run_name], src=0)
+        run_name = names[0]
     run_dir = os.path.join(args.log_dir, run_name)
     if args.resume:  # the run directory is where its checkpoint lies
         run_dir = os.path.dirname(os.path.abspath(args.resume))
@@ -536,35 +569,36 @@ if __name__ == "__main__":
         raise SystemExit(f"error: cannot create the run directory {run_dir!r} ({err.strerror}); pass a writable --log-dir")
     if not os.access(run_dir, os.W_OK):
         raise SystemExit(f"error: the run directory {run_dir!r} is not writable; pass a writable --log-dir")
-    batch_size = args.num_envs * args.num_steps
+    batch_size = args.num_envs * args.num_steps * world_size  # agent steps of one iteration, over all processes
     num_iterations = args.total_timesteps // batch_size
 
-    # Seeding: everything, the envs included, so a CPU run repeats exactly
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    # Seeding: everything, the envs included, so a CPU run repeats exactly; each process differently
+    random.seed(args.seed + rank)
+    np.random.seed(args.seed + rank)
+    torch.manual_seed(args.seed + rank)
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.distributions.Distribution.set_default_validate_args(False)  # NaNs are caught by first_non_finite
-    rng = np.random.default_rng(args.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() and args.cuda else "cpu")
+    rng = np.random.default_rng(args.seed + rank)
+    env_seed = args.seed + rank * args.num_envs  # env i of a process gets env_seed + i: no two envs alike
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)
 
     # Envs, and the observation statistics of a random agent (on resume: the checkpoint's, and its envs replayed)
     envs = make_envs(args.env_id, args.num_envs, args.max_episode_steps)
     num_actions = envs.single_action_space.n
     env_actions = []  # every rollout's actions (T, N), uint8: what replay() needs to restore the envs
+    ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0  # rank 0's arrive with its weights
     if checkpoint is None:
-        envs.reset(seed=args.seed)
-        print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps")
-        ob_mean, ob_std = random_agent_obs_stats(envs, args.obs_norm_steps, rng)
-        next_obs = envs.reset(seed=args.seed)[0]
+        envs.reset(seed=env_seed)
+        if rank == 0:
+            print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps")
+            ob_mean, ob_std = random_agent_obs_stats(envs, args.obs_norm_steps, rng)
+        next_obs = envs.reset(seed=env_seed)[0]
     else:
-        env_actions = checkpoint["env_actions"]
+        env_actions = checkpoint["ranks"][rank]["env_actions"]
         print(f"replaying {args.num_envs * args.num_steps * len(env_actions):,} env steps to restore the envs")
-        next_obs = replay(envs, args.seed, env_actions)
-        if not np.array_equal(next_obs, checkpoint["next_obs"]):
+        next_obs = replay(envs, env_seed, env_actions)
+        if not np.array_equal(next_obs, checkpoint["ranks"][rank]["next_obs"]):
             raise SystemExit("error: replaying the checkpoint's actions did not reproduce its envs (another ale-py?)")
-        ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0  # the checkpoint's come with the networks
     next_obs = torch.from_numpy(next_obs).to(device)
     episodes = EpisodeStats(args.num_envs)
 
@@ -585,14 +619,18 @@ if __name__ == "__main__":
         optimizer.load_state_dict(checkpoint["optimizer"])
         for group in optimizer.param_groups:
             group["lr"] = args.learning_rate
-        reward_filter.rewems = checkpoint["reward_filter"]
         vars(reward_rms).update(checkpoint["reward_rms"])
-        vars(episodes).update(checkpoint["episodes"])
-        rng.bit_generator.state = checkpoint["rng"]
-        torch.set_rng_state(checkpoint["torch_rng"])
-        if device.type == "cuda" and checkpoint["cuda_rng"]:
-            torch.cuda.set_rng_state_all(checkpoint["cuda_rng"])
+        own = checkpoint["ranks"][rank]  # this process's envs and random streams
+        reward_filter.rewems = own["reward_filter"]
+        vars(episodes).update(own["episodes"])
+        rng.bit_generator.state = own["rng"]
+        torch.set_rng_state(own["torch_rng"])
+        if device.type == "cuda" and own["cuda_rng"]:
+            torch.cuda.set_rng_state(own["cuda_rng"], device)
         global_step, start_iteration = checkpoint["global_step"], checkpoint["iteration"]
+    if world_size > 1:  # every process starts from rank 0's weights and observation statistics
+        for tensor in (t for module in networks.values() for t in module.state_dict().values()):
+            dist.broadcast(tensor, src=0)
 
     # Storage: frames stay uint8; obs[T] is the observation after the last step
     T, N = args.num_steps, args.num_envs
@@ -601,9 +639,11 @@ if __name__ == "__main__":
     logprobs, values, ext_rewards, int_rewards, dones = (torch.zeros((T, N), device=device) for _ in range(5))
     feature_cache = torch.zeros((T + 1, N, args.feature_dim), device=device) if phi.cache else None
 
-    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if checkpoint else None)  # drops steps logged after it
-    writer.add_text("hyperparameters", "|param|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in vars(args).items()))
-    if args.track:
+    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if checkpoint else None) if rank == 0 else None
+    if writer:  # rank 0 alone logs; purge_step drops what an interrupted run logged after its checkpoint
+        table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    if args.track and rank == 0:
         import wandb
 
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
@@ -625,9 +665,9 @@ if __name__ == "__main__":
                 obs[t] = next_obs
                 with torch.no_grad(), autocast():
                     logits, values[t] = policy(obs_norm(next_obs))
-                    dist = Categorical(logits=logits)
-                    actions[t] = dist.sample()
-                    logprobs[t] = dist.log_prob(actions[t])
+                    pi = Categorical(logits=logits)
+                    actions[t] = pi.sample()
+                    logprobs[t] = pi.log_prob(actions[t])
                 timer.lap("inference")
                 next_obs_np, reward, terminated, truncated, _ = envs.step(actions[t].cpu().numpy())
                 ep_returns, ep_lengths = episodes.update(reward, terminated, truncated)
@@ -657,7 +697,8 @@ if __name__ == "__main__":
 
                 # Advantages, normalised once over the whole rollout
                 advantages, returns = gae(rewards, values, next_value, dones, args.gamma, args.gae_lambda, args.use_dones)
-                norm_advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                advantages_mean, advantages_std = global_mean_std(advantages)
+            norm_advantages = (advantages - advantages_mean) / (advantages_std + 1e-8)
             timer.lap("rewards")
 
             # Update: PPO + forward-model loss + the feature method's loss, one optimizer step per minibatch
@@ -669,14 +710,14 @@ if __name__ == "__main__":
                         x = obs_norm(obs[:, mb])
                         mb_actions = actions[:, mb].flatten()
                         logits, value = policy(x[:-1].flatten(0, 1))
-                        dist = Categorical(logits=logits)
-                        logratio = dist.log_prob(mb_actions) - logprobs[:, mb].flatten()
+                        pi = Categorical(logits=logits)
+                        logratio = pi.log_prob(mb_actions) - logprobs[:, mb].flatten()
                         ratio = logratio.exp()
                         mb_adv = norm_advantages[:, mb].flatten()
                         clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
                         pg_loss = torch.max(-mb_adv * ratio, -mb_adv * clipped_ratio).mean()
                         v_loss = 0.5 * (value - returns[:, mb].flatten()).pow(2).mean()
-                        entropy = dist.entropy().mean()
+                        entropy = pi.entropy().mean()
 
                         if phi.cache:
                             features, aux_loss, aux_stats = feature_cache[:, mb], x.new_zeros(()), {}
@@ -687,6 +728,10 @@ if __name__ == "__main__":
 
                     optimizer.zero_grad()
                     loss.backward()
+                if world_size > 1:  # the mean gradient over every process's minibatch
+                    for p in params:
+                        dist.all_reduce(p.grad)
+                        p.grad /= world_size
                     if args.max_grad_norm > 0:
                         nn.utils.clip_grad_norm_(params, args.max_grad_norm)
                     optimizer.step()
@@ -702,7 +747,15 @@ if __name__ == "__main__":
                         stats[k] = stats.get(k, 0.0) + v.detach() / (args.update_epochs * args.num_minibatches)
             timer.lap("update")
 
-            # Log: losses averaged over every minibatch of the update
+            # Log: losses averaged over every minibatch of the update (and every process)
+            if world_size > 1:
+                dist.all_reduce(averaged := torch.stack(list(stats.values())))
+                stats = dict(zip(stats, averaged / world_size))
+                dist.all_gather_object(gathered := [None] * world_size, (finished_returns, finished_lengths))
+                finished_returns = [r for returns_i, _ in gathered for r in returns_i]
+                finished_lengths = [n for _, lengths_i in gathered for n in lengths_i]
+                others = [r for i, (returns_i, _) in enumerate(gathered) if i != rank for r in returns_i]
+                episodes.recent_returns.extend(others)  # so "return(last 100)" covers every process
             sps = int(batch_size / (time.time() - iteration_start))
             scalars = {k: v.item() for k, v in stats.items()}
             scalars.update({
@@ -716,7 +769,7 @@ if __name__ == "__main__":
             if finished_returns:
                 scalars["charts/episodic_return"] = float(np.mean(finished_returns))
                 scalars["charts/episodic_length"] = float(np.mean(finished_lengths))
-            for k, v in scalars.items():
+            for k, v in scalars.items() if writer else ():
                 writer.add_scalar(k, v, global_step)
             eta = (time.time() - start_time) / (iteration - start_iteration) * (num_iterations - iteration)
             recent = f"{np.mean(episodes.recent_returns):.1f}" if episodes.recent_returns else "n/a"
@@ -733,16 +786,20 @@ if __name__ == "__main__":
             if failed := first_non_finite(scalars, networks):
                 failure = f"error: {failed} became NaN or infinite in iteration {iteration}; training stopped"
                 break
+            own = {  # what differs between torchrun processes: their envs and their random streams
+                "env_actions": env_actions, "next_obs": next_obs.cpu().numpy(), "reward_filter": reward_filter.rewems,
+                "episodes": vars(episodes), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+            }
+            ranks = [own] if world_size == 1 else [None] * world_size if rank == 0 else None
+            if world_size > 1:  # rank 0 holds every process's part, so one checkpoint restores them all
+                dist.gather_object(own, ranks, dst=0)
             snapshot = copy.deepcopy({
                 "script": os.path.basename(__file__), "args": vars(args), "iteration": iteration,
                 "global_step": global_step, "networks": {name: m.state_dict() for name, m in networks.items()},
-                "optimizer": optimizer.state_dict(), "reward_filter": reward_filter.rewems,
-                "reward_rms": vars(reward_rms), "episodes": vars(episodes), "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else [],
-                "env_actions": env_actions, "next_obs": next_obs.cpu().numpy(),
+                "optimizer": optimizer.state_dict(), "reward_rms": vars(reward_rms), "ranks": ranks,
             })
-            if args.save_every and iteration % args.save_every == 0:
+            if rank == 0 and args.save_every and iteration % args.save_every == 0:
                 if error := save_checkpoint(snapshot, checkpoint_path):
                     print(f"warning: {error}; training goes on", flush=True)
                 if args.capture_video:
@@ -755,12 +812,20 @@ if __name__ == "__main__":
         print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume", flush=True)
 
     envs.close()
-    writer.close()
+    if writer:
+        writer.close()
     if snapshot is None:
         raise SystemExit(failure or f"{stopped_by}: stopped before the first iteration ended; nothing to save")
-    if snapshot is not checkpoint and (error := save_checkpoint(snapshot, checkpoint_path)):
+    if rank == 0 and snapshot is not checkpoint and (error := save_checkpoint(snapshot, checkpoint_path)):
         raise SystemExit(f"error: {error}")
-    resume = f"python {os.path.basename(__file__)} --resume {checkpoint_path}"
+    if world_size > 1 and not (failure or stopped_by):  # the processes' weights must never have drifted apart
+        dist.all_gather_object(sums := [None] * world_size, sum(p.double().sum().item() for p in params))
+        if len(set(sums)) > 1:
+            raise SystemExit(f"error: the processes' weights differ at the end (checksums {sums})")
+        print(f"weights identical in all {world_size} processes (checksum {sums[0]:.12g})")
+        dist.destroy_process_group()
+    launcher = "python" if world_size == 1 else f"torchrun --nproc_per_node {world_size}"
+    resume = f"{launcher} {os.path.basename(__file__)} --resume {checkpoint_path}"
     done = f"checkpoint {checkpoint_path} holds iteration {snapshot['iteration']} (step {snapshot['global_step']:,})"
     if failure:
         raise SystemExit(f"{failure}; {done}, the last good state")

@@ -139,7 +139,7 @@ def test_a_signal_on_a_real_run_leaves_a_checkpoint_and_says_how_to_resume(sig, 
     assert f"{sig.name}: stopping" in out and "continue with: python curiosity_rf.py --resume" in out
     saved = torch.load(checkpoint_of(tmp_path), weights_only=False)
     assert saved["iteration"] >= 2 and saved["global_step"] == 64 * saved["iteration"]
-    assert len(saved["env_actions"]) == saved["iteration"]  # the dropped iteration's actions are not in it
+    assert len(saved["ranks"][0]["env_actions"]) == saved["iteration"]  # the dropped iteration's actions are not in it
 
 
 def test_nan_stops_the_run_naming_the_quantity_and_keeps_the_last_good_checkpoint(rf_run, tmp_path):

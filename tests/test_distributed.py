@@ -1,0 +1,65 @@
+"""torchrun: two CPU processes (gloo) with their own envs on a real game share weights and statistics,
+only rank 0 writes, and a distributed run resumes exactly (README, "Several processes, GPUs and machines")."""
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT, TINY, read_scalars, run_script
+
+
+def torchrun(*args: str, script: str = "curiosity_rf") -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / f"{script}.py"), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+
+
+def only_run_dir(log_dir):
+    (run_dir,) = [p for p in log_dir.iterdir()]
+    return run_dir
+
+
+def test_two_processes_share_weights_and_statistics_and_only_rank_0_writes(tmp_path):
+    result = torchrun(*TINY, "--total-timesteps", "256", "--seed", "3", "--log-dir", str(tmp_path))  # 2 iterations
+    assert result.returncode == 0, result.stderr
+    assert "weights identical in all 2 processes" in result.stdout  # checksums of every parameter, all-gathered
+    assert result.stdout.count("iter 1/") == 1  # rank 0 alone prints
+    run_dir = only_run_dir(tmp_path)
+    assert sorted(p.name.split(".")[0] for p in run_dir.iterdir()) == ["checkpoint", "events"]
+    scalars = read_scalars(tmp_path)
+    assert [v for _, v in scalars["charts/frames"]] == [4 * 128, 4 * 256]  # steps of both processes
+    saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    assert saved["reward_rms"]["count"] == 2 * 2 * 64 + 1e-4  # each process's 2 x 64 rewards, merged
+    first, second = saved["ranks"]
+    assert not np.array_equal(first["next_obs"], second["next_obs"])  # their envs are seeded apart
+    assert first["rng"] != second["rng"] and not torch.equal(first["torch_rng"], second["torch_rng"])
+
+
+def test_a_distributed_run_resumes_exactly_and_only_with_as_many_processes(tmp_path):
+    common = [*TINY, "--seed", "4"]
+    straight = torchrun(*common, "--total-timesteps", "512", "--log-dir", str(tmp_path / "straight"))
+    assert straight.returncode == 0, straight.stderr
+    first = torchrun(*common, "--total-timesteps", "256", "--log-dir", str(tmp_path / "resumed"))
+    assert first.returncode == 0, first.stderr
+    checkpoint = only_run_dir(tmp_path / "resumed") / "checkpoint.pt"
+    assert f"torchrun --nproc_per_node 2 curiosity_rf.py --resume {checkpoint}" in first.stdout
+    alone = run_script("curiosity_rf", "--resume", str(checkpoint), "--total-timesteps", "512")
+    assert alone.returncode != 0 and "Traceback" not in alone.stderr
+    assert "holds 2 processes' envs, not 1; resume it with torchrun --nproc_per_node 2" in alone.stderr
+    second = torchrun("--resume", str(checkpoint), "--total-timesteps", "512")
+    assert second.returncode == 0, second.stderr
+    a, b = read_scalars(tmp_path / "straight"), read_scalars(tmp_path / "resumed")
+    for tag in ("losses/policy_loss", "losses/value_loss", "losses/dynamics_loss", "charts/intrinsic_reward_mean"):
+        assert [step for step, _ in b[tag]] == [128, 256, 384, 512], tag
+        assert a[tag] == b[tag], tag
+
+
+@pytest.mark.parametrize("script", ["curiosity_idf", "curiosity_vae", "curiosity_pixels", "curiosity_extrinsic_mix"])
+def test_every_script_trains_under_torchrun(script, tmp_path):
+    result = torchrun(*TINY, "--total-timesteps", "128", "--log-dir", str(tmp_path), script=script)
+    assert result.returncode == 0, result.stderr
+    assert "weights identical in all 2 processes" in result.stdout and result.stdout.count("iter 1/1") == 1
+    saved = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
+    assert len(saved["ranks"]) == 2 and saved["global_step"] == 128
