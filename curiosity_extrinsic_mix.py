@@ -800,7 +800,7 @@ if __name__ == "__main__":
                 # Advantages, normalised once over the whole rollout
                 advantages, returns = gae(rewards, values, next_value, dones, args.gamma, args.gae_lambda, args.use_dones)
                 advantages_mean, advantages_std = global_mean_std(advantages)
-            norm_advantages = (advantages - advantages_mean) / (advantages_std + 1e-8)
+                norm_advantages = (advantages - advantages_mean) / (advantages_std + 1e-8)
             timer.lap("rewards")
 
             # Update: PPO + forward-model loss + the feature method's loss, one optimizer step per minibatch
@@ -830,10 +830,10 @@ if __name__ == "__main__":
 
                     optimizer.zero_grad()
                     loss.backward()
-                if world_size > 1:  # the mean gradient over every process's minibatch
-                    for p in params:
-                        dist.all_reduce(p.grad)
-                        p.grad /= world_size
+                    if world_size > 1:  # the mean gradient over every process's minibatch
+                        for p in params:
+                            dist.all_reduce(p.grad)
+                            p.grad /= world_size
                     if args.max_grad_norm > 0:
                         nn.utils.clip_grad_norm_(params, args.max_grad_norm)
                     optimizer.step()
