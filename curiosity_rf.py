@@ -541,7 +541,8 @@ if __name__ == "__main__":
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if use_cuda else "cpu")
     if world_size > 1:
         dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
-        sys.stdout = sys.stdout if rank == 0 else open(os.devnull, "w")
+        if rank > 0:
+            sys.stdout = open(os.devnull, "w")  # rank 0 alone prints
     if checkpoint is not None and len(checkpoint["ranks"]) != world_size:
         raise SystemExit(f"error: the checkpoint holds {len(checkpoint['ranks'])} processes' envs, not {world_size}; "
                          f"resume it with torchrun --nproc_per_node {len(checkpoint['ranks'])} (or plain python for 1)")
