@@ -112,3 +112,22 @@ def test_throughput_prints_a_table_with_the_ratio():
     assert env_sps > train_sps > 0
     assert abs(ratio - train_sps / env_sps) < 2e-3
     assert 0.1 < rss < 8
+
+
+def test_compute_ceiling_counts_every_flop_of_an_rf_iteration():
+    """The counter sees inference, the intrinsic reward and all three update epochs, forward and backward:
+    the count equals the layer sizes' arithmetic exactly (a multiply-add is 2 FLOPs; biases are not counted)."""
+    sys.path.insert(0, str(BENCH))
+    from compute_ceiling import flops_per_step
+
+    T = 16
+    conv1 = 20 * 20 * 32 * 8 * 8 * 4  # output positions x channels x kernel size
+    trunk = conv1 + 9 * 9 * 64 * 4 * 4 * 32 + 7 * 7 * 64 * 3 * 3 * 64 + 3136 * 512
+    policy = trunk + 2 * 512 * 512 + 512 * 4 + 512  # multiply-adds of one forward pass; Breakout has 4 actions
+    layer = (512 + 4) * 512  # each of the forward model's 10 dense layers sees the action one-hot
+    forward_model = 10 * layer
+    rollout = 2 * policy * (T + 1) / T + 2 * trunk * (T + 1) / T + 2 * forward_model  # + the bootstrap value
+    # Backward: weight gradients everywhere, input gradients except into the frames and the detached features
+    update = 3 * (2 * policy + 2 * policy + 2 * (policy - conv1)
+                  + 2 * forward_model + 2 * forward_model + 2 * (forward_model - layer))
+    assert flops_per_step("curiosity_rf", "BreakoutNoFrameskip-v4", [], num_envs=4, num_steps=T) == rollout + update
