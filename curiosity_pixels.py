@@ -16,6 +16,7 @@ from functools import partial
 from typing import Optional
 
 import ale_py
+import gymnasium as gym
 import numpy as np
 import torch
 import torch.distributed as dist
@@ -59,6 +60,9 @@ class Args:
     """episode cap in agent steps (18,000 frames)"""
     obs_norm_steps: int = 10_000
     """random-agent steps, summed over envs, that estimate the observation mean and std"""
+    obs_norm_envs: int = 8
+    """envs that share those steps: few, so that each plays whole episodes, as the reference's one env does
+    (all 128 would see only the first 79 steps of an episode)"""
 
     total_timesteps: int = 100_000_000
     """training budget in agent steps summed over envs (frames = 4 x steps)"""
@@ -130,8 +134,8 @@ def ale_game(env_id: str) -> tuple[str, float]:
 
 def check_args(args: Args) -> None:
     """Stops with one line on impossible settings, before any env or network is built."""
-    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps",
-                 "obs_norm_steps", "max_episode_steps", "feature_dim", "learning_rate", "eval_episodes"):
+    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps", "obs_norm_steps",
+                 "obs_norm_envs", "max_episode_steps", "feature_dim", "learning_rate", "eval_episodes"):
         if getattr(args, name) <= 0:
             raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
     if args.num_envs % args.num_minibatches:
@@ -151,18 +155,49 @@ def check_args(args: Args) -> None:
     ale_game(args.env_id)
 
 
-def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> ale_py.AtariVectorEnv:
-    """ALE's C++ vector env with the reference preprocessing (spec section 3)."""
+class FrameStack:
+    """The last 4 frames of each env of a vector env that returns single frames. At a reset and at every
+    autoreset the stack holds 4 copies of the episode's first frame, as the reference's FrameStack does, so the
+    k-th observation of an episode is [f0] * (3 - k) + [f0 .. fk]. ALE's own stack pads with black frames
+    instead: that made the game-over transition the most surprising event in the game, and a pure-curiosity
+    agent learned to die as fast as it could (spec section 3)."""
+
+    def __init__(self, envs, num_frames: int = 4):
+        self.envs, self.num_envs = envs, envs.num_envs
+        self.single_action_space = envs.single_action_space
+        frame_shape = envs.single_observation_space.shape[1:]
+        self.single_observation_space = gym.spaces.Box(0, 255, (num_frames, *frame_shape), np.uint8)
+        self.stack = np.zeros((self.num_envs, num_frames, *frame_shape), np.uint8)
+
+    def reset(self, seed=None):
+        frames, info = self.envs.reset(seed=seed)
+        self.stack[:] = frames  # (N, 1, H, W) broadcast: 4 copies of the first frame
+        return self.stack.copy(), info
+
+    def step(self, actions: np.ndarray):
+        frames, rewards, terminated, truncated, info = self.envs.step(actions)
+        self.stack[:, :-1] = self.stack[:, 1:]
+        self.stack[:, -1:] = frames
+        done = terminated | truncated  # same-step autoreset: a done env's frame is its next episode's first
+        self.stack[done] = frames[done]
+        return self.stack.copy(), rewards, terminated, truncated, info  # a copy: the stack changes next step
+
+    def close(self) -> None:
+        self.envs.close()
+
+
+def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> FrameStack:
+    """ALE's C++ vector env with the reference preprocessing (spec section 3), frames stacked by FrameStack."""
     game, sticky = ale_game(env_id)
-    return ale_py.AtariVectorEnv(
+    return FrameStack(ale_py.AtariVectorEnv(
         game, num_envs, frameskip=4, maxpool=True, grayscale=True, img_height=84, img_width=84,
-        stack_num=4, noop_max=30, repeat_action_probability=sticky,
+        stack_num=1, noop_max=30, repeat_action_probability=sticky,
         max_num_frames_per_episode=4 * max_episode_steps,
         episodic_life=False,  # a lost life is not an episode end
         use_fire_reset=False,
         reward_clipping=False,  # clip only when forming the training reward: logs show the game score
         autoreset_mode="SameStep",  # the obs returned with done already starts the next episode
-    )
+    ))
 
 
 class EpisodeStats:
@@ -185,16 +220,22 @@ class EpisodeStats:
         return finished
 
 
-def random_agent_obs_stats(envs, num_steps: int, rng: np.random.Generator):
-    """Per-pixel mean and one scalar std (per-pixel std averaged over pixels) of random-agent frames."""
+def random_agent_obs_stats(args: Args, seed: int, rng: np.random.Generator):
+    """Per-pixel mean and one scalar std (per-pixel std averaged over pixels) of random-agent frames:
+    --obs-norm-steps steps shared by --obs-norm-envs envs of their own, few enough that each plays whole
+    episodes, as the reference's one env does. Spread over 128 envs, 79 steps each, they would describe only
+    episode starts: on Breakout a std 27% too low and per-pixel means 44 grey levels off (spec section 3)."""
+    envs = make_envs(args.env_id, args.obs_norm_envs, args.max_episode_steps)
+    envs.reset(seed=seed)
     total = np.zeros(envs.single_observation_space.shape)
     total_sq = np.zeros_like(total)
     count = 0
-    for _ in range(-(-num_steps // envs.num_envs)):
+    for _ in range(-(-args.obs_norm_steps // envs.num_envs)):
         obs = envs.step(rng.integers(envs.single_action_space.n, size=envs.num_envs))[0].astype(np.float64)
         total += obs.sum(0)
         total_sq += np.square(obs).sum(0)
         count += len(obs)
+    envs.close()
     mean = total / count
     return mean, np.sqrt(np.maximum(total_sq / count - mean**2, 0.0)).mean()
 
@@ -645,10 +686,10 @@ if __name__ == "__main__":
     env_actions = []  # every rollout's actions (T, N), uint8: what replay() needs to restore the envs
     ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0  # rank 0's arrive with its weights
     if checkpoint is None:
-        envs.reset(seed=env_seed)
         if rank == 0:
-            print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps")
-            ob_mean, ob_std = random_agent_obs_stats(envs, args.obs_norm_steps, rng)
+            print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps "
+                  f"in {args.obs_norm_envs} envs")
+            ob_mean, ob_std = random_agent_obs_stats(args, env_seed, rng)
         next_obs = envs.reset(seed=env_seed)[0]
     else:
         env_actions = checkpoint["ranks"][rank]["env_actions"]

@@ -13,6 +13,7 @@ runs are listed at the end and the exit code is 1.
 """
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -32,13 +33,15 @@ PRESETS = {
                   env_ids=["BreakoutNoFrameskip-v4", "MontezumaRevengeNoFrameskip-v4"], seeds=[1],
                   frames=4 * 8 * 64 * 3, extra=["--num-envs", "8", "--num-steps", "64", "--num-minibatches", "2",
                                                  "--obs-norm-steps", "512"]),
-    # Does each variant beat the random agent on Breakout, and the mix script on a sparse game? The VAE costs
-    # about 10x and pixels about 30x RF's time per step on a CPU, so they get smaller budgets; cheapest first.
+    # Does each variant beat the random agent on Breakout, RF on a held-out game where the paper's RF rises early,
+    # and the mix script on a sparse game? The VAE costs about 10x and pixels about 30x RF's time per step on a
+    # CPU, so they get smaller budgets; cheapest first.
     "cpu": dict(scripts=["curiosity_rf", "curiosity_idf"], env_ids=["BreakoutNoFrameskip-v4"], seeds=[1],
                 frames=2_000_000, extra=SMALL,
                 then=dict(scripts=["curiosity_extrinsic_mix"], env_ids=["FreewayNoFrameskip-v4"],
-                          then=dict(scripts=["curiosity_vae"], env_ids=["BreakoutNoFrameskip-v4"], frames=500_000,
-                                    then=dict(scripts=["curiosity_pixels"], frames=250_000)))),
+                          then=dict(scripts=["curiosity_rf"], env_ids=["SpaceInvadersNoFrameskip-v4"],
+                                    then=dict(scripts=["curiosity_vae"], env_ids=["BreakoutNoFrameskip-v4"],
+                                              frames=500_000, then=dict(scripts=["curiosity_pixels"], frames=250_000))))),
     # The paper's main figure: 8 games, every curiosity variant, 3 seeds, 10^8 agent steps. GPUs.
     "paper": dict(scripts=CURIOSITY, env_ids=[f"{g}NoFrameskip-v4" for g in PAPER_GAMES], seeds=[1, 2, 3],
                   frames=400_000_000, extra=[]),
@@ -59,9 +62,12 @@ def run_key(run: dict) -> str:
 
 
 def command(run: dict, out: Path) -> list[str]:
-    return [sys.executable, str(ROOT / f"{run['script']}.py"), "--env-id", run["env_id"], "--seed", str(run["seed"]),
-            "--total-timesteps", str(run["frames"] // 4), "--exp-name", run["script"],
-            "--log-dir", str(out / "runs" / run_key(run)), *run["extra"]]
+    """The run's command line, run from the repository root; its paths are relative to it, so that logs and
+    status files hold no path of the machine that made them."""
+    log_dir = os.path.relpath(out / "runs" / run_key(run), ROOT)
+    return ["python", f"{run['script']}.py", "--env-id", run["env_id"], "--seed", str(run["seed"]),
+            "--total-timesteps", str(run["frames"] // 4), "--exp-name", run["script"], "--log-dir", log_dir,
+            *run["extra"]]
 
 
 def execute(run: dict, out: Path) -> dict:
@@ -72,14 +78,16 @@ def execute(run: dict, out: Path) -> dict:
     same_run = not status_path.exists() or json.loads(status_path.read_text())["command"][1:] == cmd[1:]
     checkpoints = sorted((out / "runs" / key).glob("*/checkpoint.pt")) if same_run else []
     if checkpoints:
-        cmd = [*cmd[:2], "--resume", str(checkpoints[-1]), "--total-timesteps", str(run["frames"] // 4)]
+        resume = os.path.relpath(checkpoints[-1], ROOT)
+        cmd = [*cmd[:2], "--resume", resume, "--total-timesteps", str(run["frames"] // 4)]
     else:
         shutil.rmtree(out / "runs" / key, ignore_errors=True)  # no half-written events from a run with no checkpoint
     start = time.time()
     with open(out / "logs" / f"{key}.log", "a" if checkpoints else "w") as log:
         log.write(" ".join(cmd) + "\n")
         log.flush()
-        returncode = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+        process = subprocess.run([sys.executable, *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    returncode = process.returncode
     status = dict(key=key, returncode=returncode, seconds=round(time.time() - start, 1), command=command(run, out),
                   executed=cmd, **run)
     (out / "status" / f"{key}.json").write_text(json.dumps(status, indent=1))

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -12,6 +13,17 @@ from common import load_script  # noqa: E402  (one loader for tests and benchmar
 # Tiny but real: a real Atari game, two iterations of every phase of the loop.
 TINY = ["--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--update-epochs", "2",
         "--obs-norm-steps", "64", "--total-timesteps", "128"]
+
+
+def reference_frame_stack(frames: list, dones: list, num_frames: int = 4) -> np.ndarray:
+    """The reference's FrameStack, built from single frames: frames[t] is (N, 1, H, W), frames[0] the reset's,
+    dones[t] the episode ends of step t. An episode's k-th stack is [f0] * (3 - k) + [f0 .. fk]."""
+    episodes, stacks = [[frame] for frame in frames[0]], []
+    for t, step_frames in enumerate(frames):
+        if t > 0:
+            episodes = [[f] if dones[t - 1][i] else episodes[i] + [f] for i, f in enumerate(step_frames)]
+        stacks.append([np.concatenate([ep[0]] * max(0, num_frames - len(ep)) + ep[-num_frames:]) for ep in episodes])
+    return np.array(stacks)
 
 
 def run_script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:

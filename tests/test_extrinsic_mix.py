@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY, load_script, read_scalars, run_script
+from conftest import ROOT, TINY, load_script, read_scalars, reference_frame_stack, run_script
 from test_rf import SPEC_TAGS
 
 MONTEZUMA = "MontezumaRevengeNoFrameskip-v4"
@@ -96,7 +96,8 @@ def test_room_envs_equal_the_native_env_frame_for_frame(mix, native_without_noop
         rewards += rb.sum()
         if (tb | trb).any():
             ends.append((t, tb.tolist(), trb.tolist()))
-            assert not b[tb | trb, :3].any()  # same-step autoreset: a fresh stack, the new episode's first frame
+            fresh = b[tb | trb]  # same-step autoreset: a fresh stack of 4 copies of the new episode's first frame
+            assert fresh.any() and (fresh == fresh[:, -1:]).all()
     native.close()
     python.close()
     if env_id == MONTEZUMA:  # the cap, in agent steps, ends episodes as truncations
@@ -106,13 +107,32 @@ def test_room_envs_equal_the_native_env_frame_for_frame(mix, native_without_noop
         assert rewards > 1 and ends[0][0] > 100
 
 
+def test_room_envs_stack_copies_the_first_frame_at_reset_and_autoreset(mix, native_without_noops):
+    single = native_without_noops(MONTEZUMA, 2, 7).envs  # single ALE frames, bit for bit the room env's
+    room = mix.make_room_envs(MONTEZUMA, 2, 7, noop_max=0)
+    obs, frames, dones = [room.reset(seed=2)[0]], [single.reset(seed=2)[0]], []
+    rng = np.random.default_rng(1)
+    for _ in range(24):
+        actions = rng.integers(room.single_action_space.n, size=2)
+        o, _, terminated, truncated, _ = room.step(actions)
+        obs.append(o)
+        frames.append(single.step(actions)[0])
+        dones.append(terminated | truncated)
+    room.close()
+    single.close()
+    obs = np.stack(obs)
+    np.testing.assert_array_equal(obs, reference_frame_stack(frames, dones))  # frame by frame, every step
+    assert sum(done.all() for done in dones) == 3  # three autoresets (the 7-step cap)
+    assert (obs[:, :, 0] != obs[:, :, 3]).any()  # the frames do change, so the check has teeth
+
+
 def test_room_envs_with_noops_look_like_the_native_env(mix):
     native, python = mix.make_envs(MONTEZUMA, 4, 4500), mix.make_room_envs(MONTEZUMA, 4, 4500)
     a, b = native.reset(seed=1)[0], python.reset(seed=1)[0]
     native.close()
     python.close()
     assert a.shape == b.shape and a.dtype == b.dtype
-    assert not a[:, :3].any() and not b[:, :3].any()  # a zero-padded stack at reset, as the native env's
+    assert (a == a[:, -1:]).all() and (b == b[:, -1:]).all()  # 4 copies of the first frame, never black
     # Only the random number of no-op frames differs (the two backends draw it from different generators)
     assert np.abs(a[:, 3].astype(float) - b[:, 3]).mean() < 2.0
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, read_scalars, run_script
+from conftest import TINY, read_scalars, reference_frame_stack, run_script
 
 SPEC_TAGS = {
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/frames",
@@ -156,14 +156,24 @@ class _FrameEnv:
         self.single_observation_space = type("S", (), {"shape": frames.shape[2:]})
         self.single_action_space = self._Space()
 
+    def reset(self, seed=None):
+        return self.frames[0], {}  # the reset's frame is not counted, as in the scripts
+
     def step(self, actions):
         self.i += 1
         return (self.frames[self.i - 1],)
 
+    def close(self):
+        pass
 
-def test_observation_mean_is_per_pixel_and_std_one_scalar(rf):
+
+def test_observation_mean_is_per_pixel_and_std_one_scalar(rf, monkeypatch):
     frames = np.random.default_rng(0).integers(0, 256, size=(5, 3, 2, 4, 4)).astype(np.uint8)
-    mean, std = rf.random_agent_obs_stats(_FrameEnv(frames), num_steps=15, rng=np.random.default_rng(0))
+    built = []
+    monkeypatch.setattr(rf, "make_envs", lambda *a: built.append(a) or _FrameEnv(frames))
+    args = rf.Args(obs_norm_envs=3, obs_norm_steps=15)
+    mean, std = rf.random_agent_obs_stats(args, seed=0, rng=np.random.default_rng(0))
+    assert built == [(args.env_id, 3, args.max_episode_steps)]  # envs of their own, --obs-norm-envs of them
     flat = frames.reshape(15, 2, 4, 4).astype(np.float64)
     np.testing.assert_allclose(mean, flat.mean(0))
     assert np.ndim(std) == 0
@@ -193,6 +203,63 @@ def test_env_id_maps_to_rom_and_sticky_actions(rf, env_id, rom, sticky):
 def test_bad_env_id_stops_with_a_hint(rf, env_id):
     with pytest.raises(SystemExit, match="BreakoutNoFrameskip-v4"):
         rf.ale_game(env_id)
+
+
+def test_frame_stack_copies_the_first_frame_at_reset_and_autoreset(rf):
+    stacked = rf.make_envs("BreakoutNoFrameskip-v4", 2, max_episode_steps=6)
+    single = rf.make_envs("BreakoutNoFrameskip-v4", 2, max_episode_steps=6).envs  # the same ALE env, unstacked
+    assert single.single_observation_space.shape == (1, 84, 84)
+    assert stacked.single_observation_space.shape == (4, 84, 84)
+    obs, frames, dones = [stacked.reset(seed=3)[0]], [single.reset(seed=3)[0]], []
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        actions = rng.integers(stacked.single_action_space.n, size=2)
+        o, _, terminated, truncated, _ = stacked.step(actions)
+        f, *_ = single.step(actions)
+        obs.append(o)
+        frames.append(f)
+        dones.append(terminated | truncated)
+    stacked.close()
+    single.close()
+    obs = np.stack(obs)
+    np.testing.assert_array_equal(obs, reference_frame_stack(frames, dones))  # frame by frame, every step
+    starts = [obs[0]] + [obs[t + 1][done] for t, done in enumerate(dones) if done.any()]
+    assert len(starts) == 4  # the reset and three autoresets (the 6-step cap)
+    for start in starts:
+        assert start.any() and (start == start[:, -1:]).all()  # 4 copies of the first frame, never black
+    assert (obs[3, :, 0] != obs[3, :, 3]).any()  # the frames do change, so the check above has teeth
+
+
+def test_evaluation_sees_what_the_training_envs_show(rf):
+    seen = []
+
+    class Recorder(torch.nn.Module):  # a policy that always plays NOOP (greedy on equal logits)
+        def forward(self, x):
+            seen.append(x.numpy().copy())
+            return torch.zeros(len(x), 4), torch.zeros(len(x))
+
+    args = rf.Args(num_envs=2, max_episode_steps=8)
+    norm = rf.ObservationNorm(np.zeros((4, 84, 84)), 1.0)  # x = obs: the policy sees the raw frames
+    scores, lengths = rf.evaluate(Recorder(), norm, args, episodes=2, greedy=True, seed=7)
+    assert lengths.tolist() == [8, 8]
+    envs = rf.make_envs(args.env_id, 2, args.max_episode_steps)
+    expected = [envs.reset(seed=7)[0]] + [envs.step(np.zeros(2, np.int64))[0] for _ in range(len(seen) - 1)]
+    envs.close()
+    np.testing.assert_array_equal(np.stack(seen), np.stack(expected).astype(np.float32))
+    assert (seen[0] == seen[0][:, -1:]).all()  # evaluation starts from copies too
+
+
+def test_warmup_statistics_match_the_reference_like_estimate(rf):
+    """The reference: one env, 10,000 random steps, copy-filled stacks (averaged over 3 seeds, since one such
+    estimate moves by about 10% from seed to seed); the scripts: their default warm-up, over the same seeds."""
+    import obs_stats
+
+    env_id, seeds, args = "BreakoutNoFrameskip-v4", [1, 2, 3], rf.Args()
+    ref_mean, ref_std, _ = obs_stats.reference_like(rf, env_id, seeds)
+    ours = [obs_stats.estimate(rf, env_id, args.obs_norm_envs, args.obs_norm_steps, seed) for seed in seeds]
+    std = np.mean([s for _, s, _ in ours])
+    assert std == pytest.approx(ref_std, rel=0.05)  # episode starts only (128 envs): 27% too low
+    assert np.abs(np.mean([m for m, _, _ in ours], 0) - ref_mean).max() < 15  # episode starts: 44 grey levels
 
 
 def test_episode_stats_reset_on_truncation_in_a_real_env(rf):
