@@ -30,7 +30,10 @@ def test_runner_reports_a_failed_run_and_resumes_without_redoing_finished_ones(t
     out = tmp_path / "t"
     ok = json.loads((out / "status" / "curiosity_rf__BreakoutNoFrameskip-v4__s1.json").read_text())
     assert ok["returncode"] == 0 and "--total-timesteps" in ok["command"]
-    assert "iter 2/2" in (out / "logs" / "curiosity_rf__BreakoutNoFrameskip-v4__s1.log").read_text()
+    log = (out / "logs" / "curiosity_rf__BreakoutNoFrameskip-v4__s1.log").read_text()
+    assert "iter 2/2" in log
+    assert log.startswith("python curiosity_rf.py --env-id BreakoutNoFrameskip-v4 ")  # run from the repository
+    assert str(ROOT) not in log and sys.executable not in log  # no path of the machine that ran it
     assert "names no Atari game" in (out / "logs" / "curiosity_rf__NotAGameNoFrameskip-v4__s1.log").read_text()
     assert list((out / "runs" / "curiosity_rf__BreakoutNoFrameskip-v4__s1").glob("*/events.out.tfevents.*"))
 
@@ -131,3 +134,26 @@ def test_compute_ceiling_counts_every_flop_of_an_rf_iteration():
     update = 3 * (2 * policy + 2 * policy + 2 * (policy - conv1)
                   + 2 * forward_model + 2 * forward_model + 2 * (forward_model - layer))
     assert flops_per_step("curiosity_rf", "BreakoutNoFrameskip-v4", [], num_envs=4, num_steps=T) == rollout + update
+
+
+def test_reward_sources_divides_each_kind_of_transition_by_the_mean():
+    sys.path.insert(0, str(BENCH))
+    from reward_sources import reward_sources
+
+    # One env, 12 transitions: a life lost at t=1 (waits 8 steps), a brick hit at t=10, game over at t=11
+    table = {"r_int": np.ones((12, 1)), "reward": np.zeros((12, 1)), "done": np.zeros((12, 1), bool),
+             "lives_before": np.full((12, 1), 5), "lives_after": np.full((12, 1), 5),
+             "episode_step": np.arange(12)[:, None]}
+    table["r_int"][[0, 1, 10, 11]] = [[2.0], [10.0], [3.0], [40.0]]
+    table["lives_after"][1:] = 4
+    table["lives_before"][2:] = 4
+    table["reward"][10] = 1.0
+    table["done"][11] = True
+    sources = reward_sources(table)
+    mean = table["r_int"].mean()  # 62 / 12
+    assert sources["episode end (next obs: a new episode)"] == (40 / mean, 1)
+    assert sources["life lost"] == (10 / mean, 1)
+    assert sources["first 3 steps of an episode"] == ((2 + 10 + 1) / 3 / mean, 3)
+    assert sources["the 8 steps after a life lost"] == (1 / mean, 8)  # t = 2..9, the life-loss step itself apart
+    assert sources["game reward (e.g. a brick hit)"] == (3 / mean, 1)
+    assert sources["the rest"][1] == 0  # every transition here is of some kind

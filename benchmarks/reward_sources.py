@@ -1,0 +1,105 @@
+"""Where a trained agent's intrinsic reward comes from: its ratio to the rollout mean at game events.
+
+    python benchmarks/reward_sources.py runs/RUN/checkpoint.pt
+    python benchmarks/reward_sources.py runs/RUN/checkpoint.pt --num-envs 32 --rollouts 4
+
+Plays the checkpoint's policy (sampled, as in training) for --rollouts rollouts of --num-steps steps
+in --num-envs fresh envs, computes every transition's intrinsic reward with the checkpoint's phi and
+forward model exactly as the script does after a rollout, and prints the mean reward of each kind of
+transition divided by the mean over all transitions. A pure-curiosity agent is drawn to whatever
+kind stands far above 1; an agent that learns to die shows it at episode ends or life losses.
+
+Kinds (a transition may be of several): the episode's end (game over, or the cap: the next
+observation is already the next episode's first), the first 3 steps of an episode (stacks still
+holding copies of the first frame), a life lost (`info["lives"]` falls), the 8 steps after a life
+lost (the game waits for the next serve), a game reward (a brick hit on Breakout), and the rest.
+"""
+import argparse
+
+import numpy as np
+import torch
+
+from common import load_script
+
+
+def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int, seed: int):
+    """Rollouts of the checkpoint's policy; per transition: intrinsic reward, game reward, episode end,
+    lives before and after, and the step's index within its episode. Arrays of shape (rollouts * T, N)."""
+    args = script.Args(**{**checkpoint["args"], "resume": None, "eval_checkpoint": None})
+    envs = script.make_envs(args.env_id, num_envs, args.max_episode_steps)
+    num_actions = envs.single_action_space.n
+    networks = {"obs_norm": script.ObservationNorm(np.zeros(envs.single_observation_space.shape), 1.0),
+                "policy": script.Policy(num_actions), "phi": script.Features(args.feature_dim, num_actions),
+                "forward_model": script.ForwardModel(args.feature_dim, num_actions)}
+    for name, module in networks.items():
+        module.load_state_dict(checkpoint["networks"][name])
+        module.eval()
+    obs_norm, policy, phi, forward_model = networks.values()
+    generator = torch.Generator().manual_seed(seed)
+    next_obs, info = envs.reset(seed=seed)
+    lives, episode_step = info["lives"].copy(), np.zeros(num_envs, np.int64)
+    columns = {k: [] for k in ("r_int", "reward", "done", "lives_before", "lives_after", "episode_step")}
+    for _ in range(rollouts):
+        obs, actions = [next_obs], []
+        for _ in range(num_steps):
+            with torch.no_grad():
+                logits = policy(obs_norm(torch.from_numpy(next_obs)))[0]
+            action = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+            next_obs, reward, terminated, truncated, info = envs.step(action.numpy())
+            done = terminated | truncated
+            columns["reward"].append(reward)
+            columns["done"].append(done)
+            columns["lives_before"].append(lives)
+            columns["lives_after"].append(np.where(done, lives, info["lives"]))  # not the next episode's lives
+            columns["episode_step"].append(episode_step.copy())
+            lives, episode_step = info["lives"].copy(), np.where(done, 0, episode_step + 1)
+            obs.append(next_obs)
+            actions.append(action)
+        with torch.no_grad():  # as the scripts do after a rollout: features of all T+1 frames, then f's error
+            actions = torch.stack(actions)
+            features = phi.loss(obs_norm(torch.from_numpy(np.stack(obs))), actions)[0]
+            columns["r_int"].extend(script.prediction_error(forward_model, features, actions).numpy())
+    envs.close()
+    return {k: np.array(v) for k, v in columns.items()}
+
+
+def reward_sources(t: dict, wait: int = 8) -> dict:
+    """Mean intrinsic reward of each kind of transition over the mean of all, and how many there are."""
+    life_lost = (t["lives_after"] < t["lives_before"]) & ~t["done"]
+    after_life_lost = np.zeros_like(life_lost)
+    for lag in range(1, wait + 1):  # the steps the game waits before the next serve
+        after_life_lost[lag:] |= life_lost[:-lag]
+    kinds = {
+        "episode end (next obs: a new episode)": t["done"],
+        "first 3 steps of an episode": t["episode_step"] < 3,
+        "life lost": life_lost,
+        f"the {wait} steps after a life lost": after_life_lost & ~life_lost,
+        "game reward (e.g. a brick hit)": t["reward"] > 0,
+    }
+    kinds["the rest"] = ~np.logical_or.reduce(list(kinds.values()))
+    mean = t["r_int"].mean()
+    return {name: (float(t["r_int"][mask].mean() / mean) if mask.any() else float("nan"), int(mask.sum()))
+            for name, mask in kinds.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint")
+    parser.add_argument("--num-envs", type=int, default=32)
+    parser.add_argument("--num-steps", type=int, default=128)
+    parser.add_argument("--rollouts", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
+    script = load_script(checkpoint["script"][: -len(".py")])
+    transitions = play(script, checkpoint, args.num_envs, args.num_steps, args.rollouts, args.seed)
+    episodes = transitions["done"].sum()
+    print(f"{checkpoint['script']} on {checkpoint['args']['env_id']} at step {checkpoint['global_step']:,}: "
+          f"{transitions['r_int'].size:,} transitions, {episodes} episodes ended, "
+          f"mean intrinsic reward {transitions['r_int'].mean():.4g}")
+    for name, (ratio, count) in reward_sources(transitions).items():
+        print(f"  {name:40s} {ratio:8.2f} x the mean   ({count:,} transitions)")
+
+
+if __name__ == "__main__":
+    main()
