@@ -1,14 +1,23 @@
-"""Learning curves and tables from a grid of runs made by run.py.
+"""Learning curves and tables from a grid of runs made by run.py, each run beside the paper at its budget.
 
     python benchmarks/report.py --name smoke
+    python benchmarks/report.py --results-dir benchmarks --name cpu_results     # the committed CPU runs
 
 Reads every run's TensorBoard file under benchmarks/results/NAME/runs and writes, beside it:
 curves.png (one panel per game: raw game score against frames, variants overlaid, mean and standard
-error over seeds, the random agent dashed), report.md (final score per variant and game beside the
-random agent and, where the paper reports one, the paper's number) and report.csv (the same table).
+error over seeds, the random agent dashed, the paper's curve as markers in the variant's colour: its
+points within the plotted frames, and a hollow marker at each run's budget), report.md and report.csv
+(per variant and game: our final score, the random agent, the paper's score interpolated at our budget
+and our ratio to it, the mix script's paper result after the paper's full budget; per game, whether the
+variants' order matches the paper's at that budget).
+
+The paper's curves (benchmarks/paper_curves.csv) start at 10M frames. Below that the paper's value is
+interpolated linearly from the random agent's score at 0 frames, where every curve starts: a rough
+yardstick, as rough as the read-off points themselves (+-10% of the axis range).
 """
 import argparse
 import csv
+import re
 from collections import defaultdict
 from pathlib import Path
 
@@ -64,38 +73,101 @@ def read_csv(path: Path, key: str) -> dict:
         return {row[key]: row for row in csv.DictReader(f)}
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--name", default="smoke", help="results folder under --results-dir")
-    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--random-agent", default=str(ROOT / "benchmarks" / "random_agent.csv"))
-    parser.add_argument("--paper", default=str(ROOT / "benchmarks" / "paper_results.csv"))
-    args = parser.parse_args()
-    out = Path(args.results_dir) / args.name
-    runs = read_runs(out / "runs")
-    if not runs:
-        raise SystemExit(f"error: no finished episodes logged under {out / 'runs'}; run benchmarks/run.py first")
-    random_agent = read_csv(Path(args.random_agent), "env_id")
-    paper = read_csv(Path(args.paper), "env_id")
-    games = sorted({env for _, env in runs})
-    scripts = sorted({script for script, _ in runs})
+def game_of(env_id: str) -> str:
+    """BreakoutNoFrameskip-v4 and ALE/Breakout-v5 are both the paper's Breakout."""
+    match = re.fullmatch(r"(\w+)NoFrameskip-v4", env_id) or re.fullmatch(r"ALE/(\w+)-v5", env_id)
+    return match.group(1) if match else env_id
 
+
+def read_paper_curves(path: Path) -> dict:
+    """{(game, script): (frames, scores)} from paper_curves.csv, sorted by frames; # lines are comments."""
+    curves = defaultdict(list)
+    if path.exists():
+        with open(path) as f:
+            for row in csv.DictReader(line for line in f if not line.startswith("#")):
+                curves[(row["game"], row["script"])].append((float(row["frames"]), float(row["score"])))
+    return {key: tuple(np.array(v) for v in zip(*sorted(points))) for key, points in curves.items()}
+
+
+def paper_at(curve, frames: float, random_score=None):
+    """The paper's score at `frames`, interpolated linearly between its points; below its first point from
+    the random agent's score at 0 frames (None without one); None past its last point."""
+    xs, ys = curve
+    if random_score is not None:
+        xs, ys = np.concatenate([[0.0], xs]), np.concatenate([[random_score], ys])
+    if frames < xs[0] or frames > xs[-1]:
+        return None
+    return float(np.interp(frames, xs, ys))
+
+
+def order_matches(ours: dict, paper: dict):
+    """Whether the variants rank the same by our final score and by the paper's score at our budget, over
+    the variants that have both; None when fewer than two do."""
+    common = [s for s in ours if paper.get(s) is not None]
+    if len(common) < 2:
+        return None
+    return sorted(common, key=lambda s: -ours[s]) == sorted(common, key=lambda s: -paper[s])
+
+
+def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: dict) -> tuple[list, dict]:
+    """The table's rows, one per (script, env), and per (env, budget) whether the variants' order matches the
+    paper's at that budget (None where fewer than two variants have a paper curve)."""
+    table = []
+    for (script, env), seeds in sorted(runs.items()):
+        mean, sem = mean_sem(final_scores(seeds))
+        frames = min(f[-1] for f, _ in seeds.values())
+        random_score = float(random_agent[env]["mean_return"]) if env in random_agent else None
+        curve = paper_curves.get((game_of(env), script))
+        at_budget = paper_at(curve, frames, random_score) if curve else None
+        final = paper_final.get(env, {}) if script == "curiosity_extrinsic_mix" else {}  # the paper's sparse table
+        table.append(dict(
+            script=script, env_id=env, seeds=len(seeds), frames=int(frames), final_return=round(mean, 2),
+            sem=round(sem, 2), random_agent="" if random_score is None else random_score,
+            paper_at_budget="" if at_budget is None else round(at_budget, 2),
+            ratio=round(mean / at_budget, 2) if at_budget and at_budget > 0 else "",
+            paper_final=final.get("mean_return", ""), paper_final_budget=final.get("budget", "")))
+    order = {}  # variants compared at one budget only
+    for env, frames in sorted({(r["env_id"], r["frames"]) for r in table}):
+        rows = [r for r in table if (r["env_id"], r["frames"]) == (env, frames)]
+        order[(env, frames)] = order_matches({r["script"]: r["final_return"] for r in rows},
+                                             {r["script"]: r["paper_at_budget"] or None for r in rows})
+    return table, order
+
+
+def plot(runs: dict, random_agent: dict, paper_curves: dict):
+    """One panel per game; the paper's curve as markers in each variant's colour, over the frames we ran."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    games = sorted({env for _, env in runs})
+    scripts = sorted({script for script, _ in runs})
     cols = min(4, len(games))
     rows_n = -(-len(games) // cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.4 * rows_n), squeeze=False)
     for ax, env in zip(axes.flat, games):
-        for script in scripts:
-            if (script, env) in runs:
-                x, mean, sem = curve(runs[(script, env)])
-                (line,) = ax.plot(x / 1e6, mean, label=f"{script.removeprefix('curiosity_')} (n={len(runs[(script, env)])})")
-                ax.fill_between(x / 1e6, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
-        if env in random_agent:
-            ax.axhline(float(random_agent[env]["mean_return"]), color="gray", linestyle="--", label="random agent")
+        random_score = float(random_agent[env]["mean_return"]) if env in random_agent else None
+        end = max(f[-1] for (_, e), seeds in runs.items() if e == env for f, _ in seeds.values())
+        for script in (s for s in scripts if (s, env) in runs):
+            name = script.removeprefix("curiosity_")
+            x, mean, sem = curve(runs[(script, env)])
+            (line,) = ax.plot(x / 1e6, mean, label=f"{name} (n={len(runs[(script, env)])})")
+            ax.fill_between(x / 1e6, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
+            if (game_of(env), script) not in paper_curves:
+                continue
+            frames, scores = paper_curves[(game_of(env), script)]
+            shown = frames <= 1.05 * end  # the paper's points within the frames we ran: a CPU run shows none
+            if shown.any():
+                ax.plot(frames[shown] / 1e6, scores[shown], "o", color=line.get_color(), label=f"paper: {name}")
+            at_budget = paper_at((frames, scores), x[-1], random_score)
+            if at_budget is not None:
+                first = not any(h.get_label() == "paper at our budget" for h in ax.get_lines())
+                ax.plot([x[-1] / 1e6], [at_budget], "o", markerfacecolor="none", markersize=9, color=line.get_color(),
+                        label="paper at our budget" if first else "_paper at our budget")
+        if random_score is not None:
+            ax.axhline(random_score, color="gray", linestyle="--", label="random agent")
+        ax.set_xlim(0, 1.08 * end / 1e6)
         ax.set_title(env)
         ax.set_xlabel("frames (millions)")
         ax.set_ylabel("episodic return (game score)")
@@ -103,29 +175,50 @@ def main():
     for ax in list(axes.flat)[len(games):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
+    return fig
 
-    table = []
-    for (script, env), seeds in sorted(runs.items()):
-        mean, sem = mean_sem(final_scores(seeds))
-        frames = min(f[-1] for f, _ in seeds.values())
-        ref = paper.get(env, {}) if script == "curiosity_extrinsic_mix" else {}  # the paper's table is for the mix setting
-        table.append(dict(script=script, env_id=env, seeds=len(seeds), frames=int(frames), final_return=round(mean, 2),
-                          sem=round(sem, 2), random_agent=random_agent.get(env, {}).get("mean_return", ""),
-                          paper=ref.get("mean_return", ""), paper_budget=ref.get("budget", "")))
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--name", default="smoke", help="results folder under --results-dir")
+    parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--random-agent", default=str(ROOT / "benchmarks" / "random_agent.csv"))
+    parser.add_argument("--paper", default=str(ROOT / "benchmarks" / "paper_results.csv"),
+                        help="the paper's sparse-reward results (the mix script), after its full budget")
+    parser.add_argument("--paper-curves", default=str(ROOT / "benchmarks" / "paper_curves.csv"),
+                        help="the paper's pure-curiosity learning curves, as numbers")
+    args = parser.parse_args()
+    out = Path(args.results_dir) / args.name
+    runs = read_runs(out / "runs")
+    if not runs:
+        raise SystemExit(f"error: no finished episodes logged under {out / 'runs'}; run benchmarks/run.py first")
+    random_agent = read_csv(Path(args.random_agent), "env_id")
+    paper_curves = read_paper_curves(Path(args.paper_curves))
+    plot(runs, random_agent, paper_curves).savefig(out / "curves.png", dpi=110)
+
+    table, order = summarise(runs, random_agent, paper_curves, read_csv(Path(args.paper), "env_id"))
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
     lines = [f"# Benchmark results: {args.name}", "",
              f"Final return = mean raw game score of the last {FINAL_FRACTION:.0%} of logged iterations, "
-             "mean +- standard error over seeds.", "",
-             "| script | game | seeds | frames | final return | random agent | paper (budget) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+             "mean +- standard error over seeds. Paper at our budget = the paper's curve (Figure 2, pure "
+             "curiosity; benchmarks/paper_curves.csv) interpolated at our frames, from the random agent's "
+             "score at 0 frames below its first point (10M frames): a rough yardstick. Ratio = ours / paper.", "",
+             "| script | game | seeds | frames | final return | random agent | paper at our budget | ratio "
+             "| paper, full budget |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in table:
-        paper_cell = f"{r['paper']} ({r['paper_budget']})" if r["paper"] else ""
+        final = f"{r['paper_final']} ({r['paper_final_budget']})" if r["paper_final"] else ""
         lines.append(f"| {r['script']} | {r['env_id']} | {r['seeds']} | {r['frames']:,} | "
-                     f"{r['final_return']} +- {r['sem']} | {r['random_agent']} | {paper_cell} |")
+                     f"{r['final_return']} +- {r['sem']} | {r['random_agent']} | {r['paper_at_budget']} | "
+                     f"{r['ratio']} | {final} |")
+    verdicts = {True: "matches the paper's", False: "differs from the paper's"}
+    ordered = [f"- {env} at {frames:,} frames: {verdicts[same]}" for (env, frames), same in order.items()
+               if same is not None]
+    if ordered:
+        lines += ["", "Order of the variants by final return, against the paper's order at our budget:", *ordered]
     lines += ["", "![learning curves](curves.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines[4:-3]))

@@ -2,6 +2,8 @@
 
     python benchmarks/run.py --preset smoke            # every variant, 2 games, a few minutes on a CPU
     python benchmarks/run.py --preset cpu              # a few hours on a 2-core machine
+    python benchmarks/run.py --preset gpu-short        # RF and IDF on the paper's 8 games: one GPU machine
+    python benchmarks/run.py --preset gpu-variants     # all four variants on Breakout and SpaceInvaders: one GPU
     python benchmarks/run.py --preset paper --workers 8 -- --num-envs 128
     python benchmarks/run.py --name mine --scripts curiosity_rf --env-ids PongNoFrameskip-v4 \
         --seeds 1 2 3 --frames 4000000 -- --num-envs 64
@@ -42,6 +44,15 @@ PRESETS = {
                           then=dict(scripts=["curiosity_rf"], env_ids=["SpaceInvadersNoFrameskip-v4"],
                                     then=dict(scripts=["curiosity_vae"], env_ids=["BreakoutNoFrameskip-v4"],
                                               frames=500_000, then=dict(scripts=["curiosity_pixels"], frames=250_000))))),
+    # Is each variant where the paper was at the same frames, on every game? One GPU machine (H100, 16 cores),
+    # 4 runs sharing it, about 25 minutes: 4M frames per run is derived from the SPS of 4 RF runs side by side
+    # (about 16k agent steps/s together), not measured as a preset.
+    "gpu-short": dict(scripts=["curiosity_rf", "curiosity_idf"], env_ids=[f"{g}NoFrameskip-v4" for g in PAPER_GAMES],
+                      seeds=[1], frames=4_000_000, extra=[], workers=4),
+    # Do the VAE and pixels learn at a real budget? Every curiosity variant on Breakout and SpaceInvaders, sized
+    # as gpu-short; the VAE's and pixels' GPU speed is not measured yet, so their runs may take longer.
+    "gpu-variants": dict(scripts=CURIOSITY, env_ids=["BreakoutNoFrameskip-v4", "SpaceInvadersNoFrameskip-v4"],
+                         seeds=[1], frames=4_000_000, extra=[], workers=4),
     # The paper's main figure: 8 games, every curiosity variant, 3 seeds, 10^8 agent steps. GPUs.
     "paper": dict(scripts=CURIOSITY, env_ids=[f"{g}NoFrameskip-v4" for g in PAPER_GAMES], seeds=[1, 2, 3],
                   frames=400_000_000, extra=[]),
@@ -110,7 +121,8 @@ def main():
     parser.add_argument("--env-ids", nargs="+")
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--frames", type=int, help="budget of each run in frames (4 per agent step)")
-    parser.add_argument("--workers", type=int, default=1, help="runs at once (each uses all cores it can get)")
+    parser.add_argument("--workers", type=int, help="runs at once (each uses all cores it can get); default: "
+                        "the preset's (4 for the gpu presets), else 1")
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
     args, extra = parser.parse_known_args()
     extra = [a for a in extra if a != "--"]
@@ -122,6 +134,8 @@ def main():
             spec[field] = getattr(args, field)
             spec.pop("then", None)  # an explicit grid replaces the preset's second part
     spec["extra"] = spec.get("extra", []) + extra
+    workers = args.workers or spec.pop("workers", 1)
+    spec.pop("workers", None)
     missing = sorted({s for s in spec["scripts"] if s not in SCRIPTS})
     if missing:
         parser.error(f"scripts not in this checkout: {', '.join(missing)}")
@@ -134,7 +148,7 @@ def main():
     print(f"{len(runs)} runs in {out}: {len(runs) - len(todo)} already finished, {len(todo)} to run", flush=True)
     start, done_frames, total_frames = time.time(), 0, sum(r["frames"] for r in todo)
     failures = []
-    with ThreadPoolExecutor(max_workers=args.workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(execute, r, out) for r in todo]
         for i, future in enumerate(as_completed(futures), 1):
             status = future.result()

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from torch.utils.tensorboard import SummaryWriter
 
 from conftest import ROOT
@@ -85,8 +86,69 @@ def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
         assert float(rows[script]["final_return"]) == np.round(final, 2)
         assert rows[script]["seeds"] == "2" and rows[script]["frames"] == str(4 * 20000)
         assert rows[script]["random_agent"] == "-20.7"
-    assert "| curiosity_rf | PongNoFrameskip-v4 | 2 | 80,000 |" in (tmp_path / "r" / "report.md").read_text()
+        # the paper's Pong curve (-12 at 10M frames for RF, -13 for IDF) from the random agent's -20.7 at 0
+        paper_10m = {"curiosity_rf": -12, "curiosity_idf": -13}[script]
+        assert float(rows[script]["paper_at_budget"]) == round(-20.7 + (paper_10m + 20.7) * 80_000 / 1e7, 2)
+        assert rows[script]["ratio"] == ""  # no ratio to a negative score
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "| curiosity_rf | PongNoFrameskip-v4 | 2 | 80,000 |" in report
+    assert "PongNoFrameskip-v4 at 80,000 frames:" in report  # the order of the two variants is judged
     assert (tmp_path / "r" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _report():
+    sys.path.insert(0, str(BENCH))
+    import report
+
+    return report
+
+
+def test_paper_curve_is_interpolated_from_the_random_agent_and_stops_at_its_last_point():
+    report = _report()
+    curve = report.read_paper_curves(BENCH / "paper_curves.csv")[("Breakout", "curiosity_rf")]
+    assert curve[0].tolist() == [1e7, 5e7, 1e8, 4e8] and curve[1].tolist() == [25, 150, 180, 180]
+    assert report.paper_at(curve, 2e6, random_score=1.4) == pytest.approx(1.4 + (25 - 1.4) * 0.2)
+    assert report.paper_at(curve, 3e7, random_score=1.4) == pytest.approx(87.5)  # halfway from 25 to 150
+    assert report.paper_at(curve, 2e6) is None  # below 10M frames only with a random agent to start from
+    assert report.paper_at(curve, 5e8, random_score=1.4) is None  # past the paper's budget
+    assert report.game_of("BreakoutNoFrameskip-v4") == report.game_of("ALE/Breakout-v5") == "Breakout"
+    rows = report.read_paper_curves(BENCH / "paper_curves.csv")
+    assert len(rows) == 20 and all(len(frames) == 4 for frames, _ in rows.values())  # the spec's 20 curves
+
+
+def test_order_check_compares_variants_at_one_budget():
+    report = _report()
+    assert report.order_matches({"rf": 6.0, "idf": 4.0}, {"rf": 6.1, "idf": 4.1}) is True
+    assert report.order_matches({"rf": 0.1, "idf": 4.0}, {"rf": 6.1, "idf": 4.1}) is False
+    assert report.order_matches({"rf": 6.0, "pixels": 1.0}, {"rf": 6.1, "pixels": None}) is None  # one comparable
+    runs = {("curiosity_rf", "BreakoutNoFrameskip-v4"): {1: (np.array([1e6, 2e6]), np.array([1.0, 7.0]))},
+            ("curiosity_idf", "BreakoutNoFrameskip-v4"): {1: (np.array([1e6, 2e6]), np.array([1.0, 3.0]))},
+            ("curiosity_vae", "BreakoutNoFrameskip-v4"): {1: (np.array([1e6, 5e5]), np.array([1.0, 9.0]))}}
+    random_agent = {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}}
+    table, order = report.summarise(runs, random_agent, report.read_paper_curves(BENCH / "paper_curves.csv"), {})
+    rf = next(r for r in table if r["script"] == "curiosity_rf")
+    assert rf["paper_at_budget"] == 6.12 and rf["ratio"] == round(7.0 / 6.12, 2)
+    # RF above IDF, as in the paper at 2M frames; the VAE ran to another budget and is not compared with them
+    assert order == {("BreakoutNoFrameskip-v4", 500_000): None, ("BreakoutNoFrameskip-v4", 2_000_000): True}
+
+
+def test_curves_carry_the_papers_points_and_the_random_agent_at_gpu_budgets():
+    report = _report()
+    frames = np.linspace(1e6, 6e7, 30)
+    runs = {("curiosity_rf", "BreakoutNoFrameskip-v4"): {1: (frames, np.linspace(1, 100, 30))},
+            ("curiosity_idf", "BreakoutNoFrameskip-v4"): {1: (frames, np.linspace(1, 40, 30))}}
+    fig = report.plot(runs, {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}},
+                      report.read_paper_curves(BENCH / "paper_curves.csv"))
+    (ax,) = [a for a in fig.axes if a.get_lines()]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert lines["paper: rf"].get_xdata().tolist() == [10, 50]  # the points within 60M frames, in millions
+    assert lines["paper: rf"].get_ydata().tolist() == [25, 150]
+    assert lines["paper: idf"].get_ydata().tolist() == [15, 50]
+    budget = [line for line in ax.get_lines() if "at our budget" in line.get_label()]
+    assert sorted(line.get_ydata()[0] for line in budget) == pytest.approx([54, 150 + 30 * 0.2])  # at 60M
+    assert all(line.get_xdata()[0] == pytest.approx(60) for line in budget)
+    assert lines["random agent"].get_ydata()[0] == 1.4
+    assert ax.get_xlim()[1] == pytest.approx(1.08 * 60)  # the axis spans our frames, not the paper's 400M
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):
@@ -157,3 +219,21 @@ def test_reward_sources_divides_each_kind_of_transition_by_the_mean():
     assert sources["the 8 steps after a life lost"] == (1 / mean, 8)  # t = 2..9, the life-loss step itself apart
     assert sources["game reward (e.g. a brick hit)"] == (3 / mean, 1)
     assert sources["the rest"][1] == 0  # every transition here is of some kind
+
+
+def test_presets_cover_what_their_questions_need():
+    sys.path.insert(0, str(BENCH))
+    import run
+
+    def runs_of(preset):
+        spec = {k: v for k, v in run.PRESETS[preset].items() if k != "workers"}
+        return {(r["script"], r["env_id"].removesuffix("NoFrameskip-v4"), r["frames"]) for r in run.grid(**spec)}
+
+    paper_games = {"Breakout", "BeamRider", "MontezumaRevenge", "Pong", "Qbert", "Riverraid", "Seaquest",
+                   "SpaceInvaders"}
+    assert runs_of("gpu-short") == {(s, g, 4_000_000) for s in ("curiosity_rf", "curiosity_idf") for g in paper_games}
+    assert {(s, g) for s, g, _ in runs_of("gpu-variants")} == {
+        (f"curiosity_{v}", g) for v in ("rf", "idf", "vae", "pixels") for g in ("Breakout", "SpaceInvaders")}
+    cpu = runs_of("cpu")
+    assert ("curiosity_rf", "SpaceInvaders", 2_000_000) in cpu  # a held-out game where the paper's RF rises early
+    assert {("curiosity_rf", "Breakout", 2_000_000), ("curiosity_idf", "Breakout", 2_000_000)} <= cpu
