@@ -164,22 +164,22 @@ class FrameStack:
     def __init__(self, envs, num_frames: int = 4):
         self.envs, self.num_envs = envs, envs.num_envs
         self.single_action_space = envs.single_action_space
-        frame_shape = envs.single_observation_space.shape[1:]
-        self.single_observation_space = gym.spaces.Box(0, 255, (num_frames, *frame_shape), np.uint8)
-        self.stack = np.zeros((self.num_envs, num_frames, *frame_shape), np.uint8)
+        self.num_frames = num_frames
+        self.single_observation_space = gym.spaces.Box(
+            0, 255, (num_frames, *envs.single_observation_space.shape[1:]), np.uint8)
 
     def reset(self, seed=None):
-        frames, info = self.envs.reset(seed=seed)
-        self.stack[:] = frames  # (N, 1, H, W) broadcast: 4 copies of the first frame
-        return self.stack.copy(), info
+        frames, info = self.envs.reset(seed=seed)  # (N, 1, H, W)
+        self.stack = np.repeat(frames, self.num_frames, axis=1)
+        return self.stack, info
 
     def step(self, actions: np.ndarray):
         frames, rewards, terminated, truncated, info = self.envs.step(actions)
-        self.stack[:, :-1] = self.stack[:, 1:]
-        self.stack[:, -1:] = frames
+        # A new array each step (one copy, no shift in place), so a stack already returned never changes
+        self.stack = np.concatenate([self.stack[:, 1:], frames], axis=1)
         done = terminated | truncated  # same-step autoreset: a done env's frame is its next episode's first
         self.stack[done] = frames[done]
-        return self.stack.copy(), rewards, terminated, truncated, info  # a copy: the stack changes next step
+        return self.stack, rewards, terminated, truncated, info
 
     def close(self) -> None:
         self.envs.close()
