@@ -477,8 +477,11 @@ def check_checkpoint_args(args: Args, checkpoint: dict) -> None:
 
 def save_checkpoint(state: dict, path: str) -> Optional[str]:
     """Writes `state` to a temporary file, then renames it over `path`: a crash, a kill or a full disk
-    mid-write leaves the previous checkpoint whole. Returns None, or why the write failed."""
-    tmp = path + ".tmp"
+    mid-write leaves the previous checkpoint whole. Ctrl-C and SIGTERM wait until the write has ended (torch
+    would report them as a failed write). Returns None, or why the write failed."""
+    tmp, arrived = path + ".tmp", []
+    handlers = {stop: signal.signal(stop, lambda signum, frame: arrived.append(signum))
+                for stop in (signal.SIGINT, signal.SIGTERM)}
     try:
         with open(tmp, "wb") as f:
             torch.save(state, f)
@@ -486,10 +489,15 @@ def save_checkpoint(state: dict, path: str) -> Optional[str]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
-        return f"could not write {path} ({str(err).splitlines()[0]}); the previous checkpoint is intact"
+        kept = "the previous checkpoint is intact" if os.path.exists(path) else "there is no earlier checkpoint"
+        return f"could not write {path} ({str(err).splitlines()[0]}); {kept}"
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+        for stop, handler in handlers.items():
+            signal.signal(stop, handler)
+        if arrived:  # delivered again, now that the write has ended
+            signal.raise_signal(arrived[0])
     return None
 
 
@@ -512,6 +520,14 @@ def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
         if not all(p.isfinite().all() for p in module.parameters()):
             return f"the {name} weights"
     return None
+
+
+def restore_rng_states(own: dict, rng: np.random.Generator, device: torch.device) -> None:
+    """This process's random streams as its checkpoint left them; the GPU's only when training on one."""
+    rng.bit_generator.state = own["rng"]
+    torch.set_rng_state(own["torch_rng"])
+    if device.type == "cuda" and own["cuda_rng"] is not None:  # a tensor: its truth value would raise
+        torch.cuda.set_rng_state(own["cuda_rng"], device)
 
 
 def stop_on_signal(signum, frame):
@@ -666,10 +682,7 @@ if __name__ == "__main__":
         own = checkpoint["ranks"][rank]  # this process's envs and random streams
         reward_filter.rewems = own["reward_filter"]
         vars(episodes).update(own["episodes"])
-        rng.bit_generator.state = own["rng"]
-        torch.set_rng_state(own["torch_rng"])
-        if device.type == "cuda" and own["cuda_rng"]:
-            torch.cuda.set_rng_state(own["cuda_rng"], device)
+        restore_rng_states(own, rng, device)
         global_step, start_iteration = checkpoint["global_step"], checkpoint["iteration"]
     if world_size > 1:  # every process starts from rank 0's weights and observation statistics
         for tensor in (t for module in networks.values() for t in module.state_dict().values()):
@@ -856,6 +869,8 @@ if __name__ == "__main__":
         stopped_by = interrupt.args[0] if interrupt.args else "SIGINT"
         print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume", flush=True)
 
+    for stop in (signal.SIGINT, signal.SIGTERM):  # the final checkpoint is written whatever arrives now
+        signal.signal(stop, signal.SIG_IGN)
     envs.close()
     if writer:
         writer.close()

@@ -1,5 +1,6 @@
 """Runs that survive: checkpoints written atomically, exact resume, Ctrl-C and SIGTERM, NaN stops, evaluation
 and video, and one-line errors for every bad input (README, "Long runs")."""
+import os
 import resource
 import signal
 import subprocess
@@ -208,3 +209,36 @@ def test_a_checkpoint_of_another_script(rf_run):
 def test_a_checkpoint_with_another_env_or_network_size(rf_run, flag, value):
     assert_one_line_error(run_script("curiosity_rf", "--resume", str(rf_run), flag, value), f"trained with {flag}", "drop the flag")
 
+
+
+def test_resume_restores_the_gpu_random_stream_on_a_gpu_only(rf, monkeypatch):
+    """The CUDA line runs on the CPU too, with the CUDA call mocked: a GPU checkpoint's state is a tensor."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: calls.append((state, device)))
+    rng = np.random.default_rng(0)
+    saved = {"rng": np.random.default_rng(7).bit_generator.state, "torch_rng": torch.get_rng_state(),
+             "cuda_rng": torch.ByteTensor(16).fill_(3)}
+    rf.restore_rng_states(saved, rng, torch.device("cuda:0"))
+    assert len(calls) == 1 and torch.equal(calls[0][0], saved["cuda_rng"]) and calls[0][1] == torch.device("cuda:0")
+    assert rng.integers(1 << 30) == np.random.default_rng(7).integers(1 << 30)
+    rf.restore_rng_states({**saved, "cuda_rng": None}, rng, torch.device("cuda:0"))  # a CPU run resumed on a GPU
+    rf.restore_rng_states(saved, rng, torch.device("cpu"))  # a GPU run resumed on the CPU
+    assert len(calls) == 1
+
+
+def test_a_stop_during_a_checkpoint_write_waits_for_the_write_to_end(rf, tmp_path):
+    class SendsSigterm:  # pickled in the middle of the write
+        def __reduce__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return int, (5,)
+
+    previous = signal.signal(signal.SIGTERM, rf.stop_on_signal)
+    try:
+        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):  # delivered once the checkpoint is whole
+            rf.save_checkpoint({"before": torch.ones(3), "x": SendsSigterm(), "after": torch.zeros(2)},
+                               str(tmp_path / "checkpoint.pt"))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert saved["x"] == 5 and torch.equal(saved["after"], torch.zeros(2))
+    assert not (tmp_path / "checkpoint.pt.tmp").exists()
