@@ -113,22 +113,28 @@ class Args:
 
 def ale_game(env_id: str) -> tuple[str, float]:
     """ROM name and sticky-action probability of a gymnasium Atari id; stops with a hint on any other id."""
-    match = re.fullmatch(r"(\w+)NoFrameskip-v4", env_id) or re.fullmatch(r"ALE/(\w+)-v5", env_id)
+    match = re.fullmatch(r"(\w+)NoFrameskip-v4|ALE/(\w+)-v5", env_id)
+    name = match and (match.group(1) or match.group(2))
     roms = {rom.replace("_", ""): rom for rom in ale_py.roms.get_all_rom_ids()}
-    if match is None or match.group(1).lower() not in roms:
-        raise SystemExit(
-            f"error: --env-id {env_id!r} names no Atari game; use e.g. BreakoutNoFrameskip-v4 "
-            "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25)"
-        )
-    return roms[match.group(1).lower()], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
+    # Each game's name in its own case, as ale_py registers it: breakoutNoFrameskip-v4 is no id
+    games = {known[4:-3].lower(): known[4:-3] for known in gym.registry if re.fullmatch(r"ALE/\w+-v5", known)}
+    if not name or name.lower() not in roms or games.get(name.lower()) != name:
+        hint = ("e.g. BreakoutNoFrameskip-v4 (no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky "
+                "actions 0.25)" if not name or name.lower() not in games else env_id.replace(name, games[name.lower()]))
+        raise SystemExit(f"error: --env-id {env_id!r} names no Atari game; use {hint}")
+    return roms[name.lower()], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
 
 
 def check_args(args: Args) -> None:
     """Stops with one line on impossible settings, before any env or network is built."""
+
+    def stop(name: str, must: str):
+        raise SystemExit(f"error: --{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
+
     for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps", "obs_norm_steps",
-                 "obs_norm_envs", "max_episode_steps", "feature_dim", "learning_rate", "eval_episodes"):
+                 "obs_norm_envs", "max_episode_steps", "feature_dim", "eval_episodes"):
         if getattr(args, name) <= 0:
-            raise SystemExit(f"error: --{name.replace('_', '-')} must be positive, got {getattr(args, name)}")
+            stop(name, "positive")
     if args.num_envs % args.num_minibatches:
         raise SystemExit(
             f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
@@ -139,8 +145,28 @@ def check_args(args: Args) -> None:
             f"error: --total-timesteps {args.total_timesteps} is less than one rollout "
             f"(--num-envs x --num-steps = {args.num_envs * args.num_steps})"
         )
-    if args.save_every < 0:
-        raise SystemExit(f"error: --save-every must be 0 or more, got {args.save_every}")
+    # Each test is written as `not` of the valid range, so that NaN fails it too
+    for name in ("seed", "save_every", "max_grad_norm", "ent_coef", "vf_coef", "int_coef", "ext_coef"):
+        if not 0 <= getattr(args, name) < math.inf:
+            stop(name, "0 or more and finite")
+    for name in ("learning_rate", "clip_coef"):
+        if not 0 < getattr(args, name) < math.inf:
+            stop(name, "positive and finite")
+    for name in ("gamma", "gae_lambda"):
+        if not 0 <= getattr(args, name) <= 1:
+            stop(name, "between 0 and 1")
+    if args.resume and args.eval_checkpoint:
+        raise SystemExit("error: give --resume (train on) or --eval-checkpoint (play and score), not both")
+    if "/" in args.exp_name or os.sep in args.exp_name or args.exp_name in ("", ".", ".."):
+        raise SystemExit(f"error: --exp-name {args.exp_name!r} names a folder in --log-dir: no '/', '.' or '..'")
+    frames = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84  # the rollout's uint8 frames alone
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if frames > memory / 2:
+        raise SystemExit(f"error: --num-envs {args.num_envs} x --num-steps {args.num_steps} need "
+                         f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this machine's "
+                         f"{memory / 2**30:.0f} GiB; use fewer envs or steps, or several processes under torchrun")
+    if args.track and importlib.util.find_spec("wandb") is None:
+        raise SystemExit("error: --track logs to Weights and Biases: pip install wandb, or drop the flag")
     if args.capture_video and importlib.util.find_spec("av") is None:
         raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, or drop the flag")
     ale_game(args.env_id)

@@ -293,12 +293,30 @@ def test_episode_stats_use_raw_rewards(rf):
     ({"update_epochs": -1}, "--update-epochs must be positive"),
     ({"total_timesteps": 100}, "less than one rollout"),
     ({"env_id": "Pong-v0"}, "names no Atari game"),
+    ({"env_id": "breakoutNoFrameskip-v4"}, "names no Atari game; use BreakoutNoFrameskip-v4$"),  # case matters
+    ({"seed": -1}, "--seed must be 0 or more"),
+    ({"learning_rate": float("nan")}, "--learning-rate must be positive and finite, got nan"),
+    ({"learning_rate": float("inf")}, "--learning-rate must be positive and finite, got inf"),
+    ({"int_coef": float("nan")}, "--int-coef must be 0 or more and finite"),
+    ({"ent_coef": -0.1}, "--ent-coef must be 0 or more"),
+    ({"gamma": 1.5}, "--gamma must be between 0 and 1, got 1.5"),
+    ({"gae_lambda": float("nan")}, "--gae-lambda must be between 0 and 1"),
+    ({"clip_coef": -0.1}, "--clip-coef must be positive and finite"),
+    ({"exp_name": "../.."}, "--exp-name '../..' names a folder in --log-dir"),
+    ({"resume": "a.pt", "eval_checkpoint": "b.pt"}, "not both"),
+    ({"num_envs": 100_000, "num_minibatches": 1}, r"need \d+ GiB for the rollout's frames alone"),
 ])
 def test_impossible_args_stop_with_one_line(rf, overrides, message):
     args = rf.Args(**overrides)
     with pytest.raises(SystemExit, match=message) as err:
         rf.check_args(args)
     assert "\n" not in str(err.value.code)
+
+
+def test_track_without_wandb_stops_before_any_work(rf, monkeypatch):
+    monkeypatch.setattr(rf.importlib.util, "find_spec", lambda name: None)  # as on a machine without wandb
+    with pytest.raises(SystemExit, match="--track logs to Weights and Biases: pip install wandb"):
+        rf.check_args(rf.Args(track=True))
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
