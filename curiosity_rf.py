@@ -480,6 +480,9 @@ def load_checkpoint(path: str) -> dict:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
         other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; use that script")
+    missing = {"args", "iteration", "global_step", "networks", "optimizer", "reward_rms", "ranks"} - set(checkpoint)
+    if missing:
+        raise SystemExit(f"error: {path!r} lacks {', '.join(sorted(missing))}: not a whole checkpoint of {script}")
     return checkpoint
 
 

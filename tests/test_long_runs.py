@@ -205,6 +205,12 @@ def test_a_checkpoint_of_another_script(rf_run):
     assert_one_line_error(run_script("curiosity_idf", "--resume", str(rf_run)), "written by curiosity_rf.py, not curiosity_idf.py")
 
 
+def test_a_checkpoint_with_parts_missing(tmp_path):
+    torch.save({"script": "curiosity_rf.py", "args": {}}, tmp_path / "forged.pt")
+    result = run_script("curiosity_rf", "--resume", str(tmp_path / "forged.pt"))
+    assert_one_line_error(result, "lacks global_step, iteration, networks, optimizer, ranks, reward_rms")
+
+
 @pytest.mark.parametrize("flag, value", [("--env-id", "PongNoFrameskip-v4"), ("--feature-dim", "256"), ("--num-envs", "8")])
 def test_a_checkpoint_with_another_env_or_network_size(rf_run, flag, value):
     assert_one_line_error(run_script("curiosity_rf", "--resume", str(rf_run), flag, value), f"trained with {flag}", "drop the flag")
