@@ -114,13 +114,14 @@ class Args:
 def ale_game(env_id: str) -> tuple[str, float]:
     """ROM name and sticky-action probability of a gymnasium Atari id; stops with a hint on any other id."""
     match = re.fullmatch(r"(\w+)NoFrameskip-v4|ALE/(\w+)-v5", env_id)
-    name = match and (match.group(1) or match.group(2))
+    name = (match.group(1) or match.group(2)) if match else None
     roms = {rom.replace("_", ""): rom for rom in ale_py.roms.get_all_rom_ids()}
     # Each game's name in its own case, as ale_py registers it: breakoutNoFrameskip-v4 is no id
     games = {known[4:-3].lower(): known[4:-3] for known in gym.registry if re.fullmatch(r"ALE/\w+-v5", known)}
     if not name or name.lower() not in roms or games.get(name.lower()) != name:
-        hint = ("e.g. BreakoutNoFrameskip-v4 (no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky "
-                "actions 0.25)" if not name or name.lower() not in games else env_id.replace(name, games[name.lower()]))
+        hint = "e.g. BreakoutNoFrameskip-v4 (no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky 0.25)"
+        if name and name.lower() in games:
+            hint = env_id.replace(name, games[name.lower()])  # the same id, spelled right
         raise SystemExit(f"error: --env-id {env_id!r} names no Atari game; use {hint}")
     return roms[name.lower()], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
 
@@ -899,7 +900,7 @@ if __name__ == "__main__":
         print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume", flush=True)
 
     for stop in (signal.SIGINT, signal.SIGTERM):  # the final checkpoint is written whatever arrives now
-        # (a handler, not SIG_IGN: under torchrun, ignored signals made a process abort at exit, 1 run in 5)
+        # (a handler, not SIG_IGN, with which torchrun's processes now and then aborted at exit)
         signal.signal(stop, lambda signum, frame: print("stopping already: writing the checkpoint", flush=True))
     envs.close()
     if writer:
