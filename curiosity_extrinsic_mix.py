@@ -126,7 +126,8 @@ def ale_game(env_id: str) -> tuple[str, float]:
     # Each game's name in its own case, as ale_py registers it: breakoutNoFrameskip-v4 is no id
     games = {known[4:-3].lower(): known[4:-3] for known in gym.registry if re.fullmatch(r"ALE/\w+-v5", known)}
     if not name or name.lower() not in roms or games.get(name.lower()) != name:
-        hint = "e.g. BreakoutNoFrameskip-v4 (no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky 0.25)"
+        hint = ("e.g. BreakoutNoFrameskip-v4 (no sticky actions, as in the paper) "
+                "or ALE/Breakout-v5 (sticky actions 0.25)")
         if name and name.lower() in games:
             hint = env_id.replace(name, games[name.lower()])  # the same id, spelled right
         raise SystemExit(f"error: --env-id {env_id!r} names no Atari game; use {hint}")
@@ -139,8 +140,8 @@ def check_args(args: Args) -> None:
     def stop(name: str, must: str):
         raise SystemExit(f"error: --{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
 
-    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps", "obs_norm_steps",
-                 "obs_norm_envs", "max_episode_steps", "feature_dim", "eval_episodes"):
+    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps",
+                 "obs_norm_steps", "obs_norm_envs", "max_episode_steps", "feature_dim", "eval_episodes"):
         if getattr(args, name) <= 0:
             stop(name, "positive")
     if args.num_envs % args.num_minibatches:
@@ -166,13 +167,15 @@ def check_args(args: Args) -> None:
     if args.resume and args.eval_checkpoint:
         raise SystemExit("error: give --resume (train on) or --eval-checkpoint (play and score), not both")
     if "/" in args.exp_name or os.sep in args.exp_name or args.exp_name in ("", ".", ".."):
-        raise SystemExit(f"error: --exp-name {args.exp_name!r} names a folder in --log-dir: no '/', '.' or '..'")
+        raise SystemExit(f"error: --exp-name {args.exp_name!r} names a folder in --log-dir: "
+                         "no '/', '.' or '..'")
     frames = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84  # the rollout's uint8 frames alone
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if frames > memory / 2:
         raise SystemExit(f"error: --num-envs {args.num_envs} x --num-steps {args.num_steps} need "
-                         f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this machine's "
-                         f"{memory / 2**30:.0f} GiB; use fewer envs or steps, or several processes under torchrun")
+                         f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this "
+                         f"machine's {memory / 2**30:.0f} GiB; use fewer envs or steps, or several "
+                         "processes under torchrun")
     if args.track and importlib.util.find_spec("wandb") is None:
         raise SystemExit("error: --track logs to Weights and Biases: pip install wandb, or drop the flag")
     if args.capture_video and importlib.util.find_spec("av") is None:
@@ -182,10 +185,10 @@ def check_args(args: Args) -> None:
 
 class FrameStack:
     """The last 4 frames of each env of a vector env that returns single frames. At a reset and at every
-    autoreset the stack holds 4 copies of the episode's first frame, as the reference's FrameStack does, so the
-    k-th observation of an episode is [f0] * (3 - k) + [f0 .. fk]. ALE's own stack pads with black frames
-    instead: that made the game-over transition the most surprising event in the game, and a pure-curiosity
-    agent learned to die as fast as it could (spec section 3)."""
+    autoreset the stack holds 4 copies of the episode's first frame, as the reference's FrameStack does,
+    so the k-th observation of an episode is [f0] * (3 - k) + [f0 .. fk]. ALE's own stack pads with black
+    frames instead: that made the game-over transition the most surprising event in the game, and a
+    pure-curiosity agent learned to die as fast as it could (spec section 3)."""
 
     def __init__(self, envs, num_frames: int = 4):
         self.envs, self.num_envs = envs, envs.num_envs
@@ -212,7 +215,7 @@ class FrameStack:
 
 
 def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> FrameStack:
-    """ALE's C++ vector env with the reference preprocessing (spec section 3), frames stacked by FrameStack."""
+    """ALE's C++ vector env with the reference preprocessing (spec section 3), stacked by FrameStack."""
     game, sticky = ale_game(env_id)
     return FrameStack(ale_py.AtariVectorEnv(
         game, num_envs, frameskip=4, maxpool=True, grayscale=True, img_height=84, img_width=84,
@@ -581,9 +584,9 @@ def load_checkpoint(path: str) -> dict:
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
         other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; use that script")
-    missing = {"args", "iteration", "global_step", "networks", "optimizer", "reward_rms", "ranks"} - set(checkpoint)
-    if missing:
-        raise SystemExit(f"error: {path!r} lacks {', '.join(sorted(missing))}: not a whole checkpoint of {script}")
+    parts = {"args", "iteration", "global_step", "networks", "optimizer", "reward_rms", "ranks"}
+    if missing := ", ".join(sorted(parts - set(checkpoint))):
+        raise SystemExit(f"error: {path!r} lacks {missing}: not a whole checkpoint of {script}")
     return checkpoint
 
 
@@ -610,7 +613,7 @@ def save_checkpoint(state: dict, path: str) -> Optional[str]:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
-        kept = "the previous checkpoint is intact" if os.path.exists(path) else "there is no earlier checkpoint"
+        kept = "the previous checkpoint is intact" if os.path.exists(path) else "no earlier checkpoint exists"
         return f"could not write {path} ({str(err).splitlines()[0]}); {kept}"
     finally:
         if os.path.exists(tmp):
@@ -1008,7 +1011,7 @@ if __name__ == "__main__":
 
     for stop in (signal.SIGINT, signal.SIGTERM):  # the final checkpoint is written whatever arrives now
         # (a handler, not SIG_IGN, with which torchrun's processes now and then aborted at exit)
-        signal.signal(stop, lambda signum, frame: print("stopping already: writing the checkpoint", flush=True))
+        signal.signal(stop, lambda signum, frame: print("already stopping", flush=True))
     envs.close()
     if writer:
         writer.close()
