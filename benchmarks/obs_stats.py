@@ -8,8 +8,8 @@ env, so across many whole episodes. One such estimate is noisy (its std moves by
 to seed on Breakout), so the yardstick here is the mean of that estimate over --reference-seeds seeds.
 Each of the scripts' own estimates (--obs-norm-envs envs sharing --obs-norm-steps steps, as the
 scripts' warm-up runs) is printed beside it, with the ratio of the stds, the largest gap of the
-per-pixel means and the seconds it took. `--num-envs 128` shows why the warm-up does not use the
-training envs: 79 steps per env are all episode starts.
+per-pixel means and the seconds it took. `--obs-norm-envs 8 128` shows why the warm-up does not use
+the training envs: 79 steps per env are all episode starts.
 """
 import argparse
 import time
@@ -30,13 +30,14 @@ def estimate(rf, env_id: str, num_envs: int, num_steps: int, seed: int):
 def reference_like(rf, env_id: str, seeds: list[int], num_steps: int = 10_000):
     """The reference's estimate (one env, `num_steps` steps) averaged over seeds: mean, std, and the stds."""
     runs = [estimate(rf, env_id, 1, num_steps, seed) for seed in seeds]
-    return np.mean([m for m, _, _ in runs], 0), float(np.mean([s for _, s, _ in runs])), [s for _, s, _ in runs]
+    stds = [s for _, s, _ in runs]
+    return np.mean([m for m, _, _ in runs], 0), float(np.mean(stds)), stds
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--games", nargs="+", default=["Breakout", "Seaquest", "MontezumaRevenge"])
-    parser.add_argument("--reference-seeds", type=int, default=5, help="seeds of the one-env reference estimate")
+    parser.add_argument("--reference-seeds", type=int, default=5, help="seeds of the one-env estimate")
     parser.add_argument("--seeds", type=int, default=3, help="seeds of the scripts' estimate")
     parser.add_argument("--obs-norm-envs", type=int, nargs="+", default=[8],
                         help="env counts of the scripts' estimate to compare (the scripts' default is 8)")
@@ -51,8 +52,9 @@ def main():
         for num_envs in args.obs_norm_envs:
             for seed in range(1, args.seeds + 1):
                 mean, std, seconds = estimate(rf, env_id, num_envs, args.obs_norm_steps, seed)
-                print(f"  {num_envs} envs x {args.obs_norm_steps // num_envs} steps, seed {seed}: std {std:.3f} "
-                      f"(ratio {std / ref_std:.3f}), largest per-pixel mean gap {np.abs(mean - ref_mean).max():.1f} "
+                gap = np.abs(mean - ref_mean).max()
+                print(f"  {num_envs} envs x {args.obs_norm_steps // num_envs} steps, seed {seed}: "
+                      f"std {std:.3f} (ratio {std / ref_std:.3f}), largest per-pixel mean gap {gap:.1f} "
                       f"grey levels, {seconds:.1f} s", flush=True)
 
 

@@ -50,7 +50,8 @@ def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int,
             columns["reward"].append(reward)
             columns["done"].append(done)
             columns["lives_before"].append(lives)
-            columns["lives_after"].append(np.where(done, lives, info["lives"]))  # not the next episode's lives
+            # at an episode's end, info["lives"] is already the next episode's
+            columns["lives_after"].append(np.where(done, lives, info["lives"]))
             columns["episode_step"].append(episode_step.copy())
             lives, episode_step = info["lives"].copy(), np.where(done, 0, episode_step + 1)
             obs.append(next_obs)
