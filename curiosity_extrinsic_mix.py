@@ -1009,9 +1009,6 @@ if __name__ == "__main__":
         stopped_by = interrupt.args[0] if interrupt.args else "SIGINT"
         print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume", flush=True)
 
-    for stop in (signal.SIGINT, signal.SIGTERM):  # the final checkpoint is written whatever arrives now
-        # (a handler, not SIG_IGN, with which torchrun's processes now and then aborted at exit)
-        signal.signal(stop, lambda signum, frame: print("already stopping", flush=True))
     envs.close()
     if writer:
         writer.close()
