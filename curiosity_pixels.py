@@ -122,18 +122,14 @@ class Args:
 
 def ale_game(env_id: str) -> tuple[str, float]:
     """ROM name and sticky-action probability of a gymnasium Atari id; stops with a hint on any other id."""
-    match = re.fullmatch(r"(\w+)NoFrameskip-v4|ALE/(\w+)-v5", env_id)
-    name = (match.group(1) or match.group(2)) if match else None
+    match = re.fullmatch(r"(\w+)NoFrameskip-v4", env_id) or re.fullmatch(r"ALE/(\w+)-v5", env_id)
     roms = {rom.replace("_", ""): rom for rom in ale_py.roms.get_all_rom_ids()}
-    # Each game's name in its own case, as ale_py registers it: breakoutNoFrameskip-v4 is no id
-    games = {known[4:-3].lower(): known[4:-3] for known in gym.registry if re.fullmatch(r"ALE/\w+-v5", known)}
-    if not name or name.lower() not in roms or games.get(name.lower()) != name:
-        hint = ("e.g. BreakoutNoFrameskip-v4 (no sticky actions, as in the paper) "
-                "or ALE/Breakout-v5 (sticky actions 0.25)")
-        if name and name.lower() in games:
-            hint = env_id.replace(name, games[name.lower()])  # the same id, spelled right
-        raise SystemExit(f"error: --env-id {env_id!r} names no Atari game; use {hint}")
-    return roms[name.lower()], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
+    if match is None or match.group(1).lower() not in roms:
+        raise SystemExit(
+            f"error: --env-id {env_id!r} names no Atari game; use e.g. BreakoutNoFrameskip-v4 "
+            "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25)"
+        )
+    return roms[match.group(1).lower()], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
 
 
 def check_args(args: Args) -> None:
