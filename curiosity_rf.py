@@ -138,10 +138,11 @@ def check_args(args: Args) -> None:
             f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
             f"{args.num_minibatches}: each minibatch holds whole env trajectories"
         )
-    if args.total_timesteps < args.num_envs * args.num_steps:
+    processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
+    if args.total_timesteps < args.num_envs * args.num_steps * processes:
         raise SystemExit(
-            f"error: --total-timesteps {args.total_timesteps} is less than one rollout "
-            f"(--num-envs x --num-steps = {args.num_envs * args.num_steps})"
+            f"error: --total-timesteps {args.total_timesteps} is less than one iteration (--num-envs x --num-steps"
+            + (f" x {processes} processes" if processes > 1 else "") + f" = {args.num_envs * args.num_steps * processes})"
         )
     # Each test is written as `not` of the valid range, so that NaN fails it too
     for name in ("seed", "save_every", "max_grad_norm", "ent_coef", "vf_coef", "int_coef", "ext_coef"):
@@ -627,6 +628,11 @@ if __name__ == "__main__":
     use_cuda = torch.cuda.is_available() and args.cuda
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if use_cuda else "cpu")
     if world_size > 1:
+        # Adam's constructor imports torch._dynamo, whose modules bind the process group as default arguments.
+        # Imported after init_process_group, they keep it alive past destroy_process_group, and a gloo thread
+        # still releasing the last collective then aborts the exit ("terminate called without an active
+        # exception"): import it first
+        import torch._dynamo  # noqa: F401
         dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
         if rank > 0:
             sys.stdout = open(os.devnull, "w")  # rank 0 alone prints

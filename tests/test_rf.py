@@ -291,7 +291,7 @@ def test_episode_stats_use_raw_rewards(rf):
     ({"num_envs": 12, "num_minibatches": 8}, "must be divisible by --num-minibatches"),
     ({"num_steps": 0}, "--num-steps must be positive"),
     ({"update_epochs": -1}, "--update-epochs must be positive"),
-    ({"total_timesteps": 100}, "less than one rollout"),
+    ({"total_timesteps": 100}, r"less than one iteration \(--num-envs x --num-steps = 16384\)"),
     ({"env_id": "Pong-v0"}, "names no Atari game"),
     ({"seed": -1}, "--seed must be 0 or more"),
     ({"learning_rate": float("nan")}, "--learning-rate must be positive and finite, got nan"),
@@ -310,6 +310,15 @@ def test_impossible_args_stop_with_one_line(rf, overrides, message):
     with pytest.raises(SystemExit, match=message) as err:
         rf.check_args(args)
     assert "\n" not in str(err.value.code)
+
+
+def test_a_budget_below_one_iteration_of_all_processes_stops(rf, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun --nproc_per_node 2
+    args = rf.Args(num_envs=4, num_minibatches=2, num_steps=32, total_timesteps=128)  # one process's rollout, not two
+    with pytest.raises(SystemExit, match=r"--total-timesteps 128 is less than one iteration "
+                                         r"\(--num-envs x --num-steps x 2 processes = 256\)"):
+        rf.check_args(args)
+    rf.check_args(rf.Args(num_envs=4, num_minibatches=2, num_steps=32, total_timesteps=256))
 
 
 def test_track_without_wandb_stops_before_any_work(rf, monkeypatch):
