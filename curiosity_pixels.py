@@ -558,6 +558,15 @@ def check_checkpoint_args(args: Args, checkpoint: dict) -> None:
                 f"error: the checkpoint was trained with --{name.replace('_', '-')} {checkpoint['args'][name]}, "
                 f"not {getattr(args, name)}; drop the flag (a checkpoint keeps its env and network sizes)"
             )
+    if args.resume and not all(isinstance(own, dict) and "recent_returns" in own for own in checkpoint["ranks"]):
+        raise SystemExit("error: the checkpoint was written by an earlier version of this script, whose resume "
+                         "replayed every action; resume it with that version, or score it with --eval-checkpoint")
+    batch_size = args.num_envs * args.num_steps * len(checkpoint["ranks"])
+    if args.resume and args.total_timesteps < checkpoint["global_step"] + batch_size:
+        raise SystemExit(
+            f"error: the checkpoint is at step {checkpoint['global_step']:,}, so --total-timesteps "
+            f"{args.total_timesteps:,} leaves no iteration to train; pass a larger --total-timesteps"
+        )
 
 
 def save_checkpoint(state: dict, path: str) -> Optional[str]:
@@ -586,16 +595,6 @@ def save_checkpoint(state: dict, path: str) -> Optional[str]:
     return None
 
 
-def replay(envs, seed: int, env_actions: list) -> np.ndarray:
-    """Brings freshly made envs to where a run left them. ALE's vector env cannot save its state, but from
-    a seeded reset it is deterministic, so replaying the run's actions restores it. Returns the last obs."""
-    obs = envs.reset(seed=seed)[0]
-    for rollout_actions in env_actions:
-        for actions in rollout_actions:
-            obs = envs.step(actions.astype(np.int64))[0]
-    return obs
-
-
 def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
     """Name of the first of the intrinsic reward, the losses and the networks' weights that is NaN or infinite."""
     for name in ["charts/intrinsic_reward_mean", *(k for k in scalars if k.startswith("losses/"))]:
@@ -613,6 +612,14 @@ def restore_rng_states(own: dict, rng: np.random.Generator, device: torch.device
     torch.set_rng_state(own["torch_rng"])
     if device.type == "cuda" and own["cuda_rng"] is not None:  # a tensor: its truth value would raise
         torch.cuda.set_rng_state(own["cuda_rng"], device)
+
+
+def stop_before_training(run_dir: str, signum, frame):
+    """SIGINT or SIGTERM while the envs, statistics and networks are built: nothing to save yet."""
+    if os.path.isdir(run_dir) and not os.listdir(run_dir):
+        os.rmdir(run_dir)
+    print(f"{signal.Signals(signum).name}: stopped before the first iteration; nothing saved", file=sys.stderr)
+    raise SystemExit(128 + signum)
 
 
 def stop_on_signal(signum, frame):
@@ -718,6 +725,10 @@ if __name__ == "__main__":
         raise SystemExit(f"error: cannot create the run directory {run_dir!r} ({err.strerror}); pass a writable --log-dir")
     if not os.access(run_dir, os.W_OK):
         raise SystemExit(f"error: the run directory {run_dir!r} is not writable; pass a writable --log-dir")
+    if os.path.exists(checkpoint_path + ".tmp"):  # a write cut by kill -9; the checkpoint itself is whole
+        os.remove(checkpoint_path + ".tmp")
+    signal.signal(signal.SIGINT, partial(stop_before_training, run_dir))
+    signal.signal(signal.SIGTERM, partial(stop_before_training, run_dir))
     batch_size = args.num_envs * args.num_steps * world_size  # agent steps of one iteration, over all processes
     num_iterations = args.total_timesteps // batch_size
 
@@ -728,27 +739,25 @@ if __name__ == "__main__":
     torch.backends.cudnn.deterministic = args.torch_deterministic
     torch.distributions.Distribution.set_default_validate_args(False)  # NaNs are caught by first_non_finite
     rng = np.random.default_rng(args.seed + rank)
-    env_seed = args.seed + rank * args.num_envs  # env i of a process gets env_seed + i: no two envs alike
+    # Env i of process r, started after iteration k (0, or the checkpoint's on resume), gets the seed
+    # seed + (k * processes + r) * num_envs + i: no two envs alike, and a resumed run plays new episodes
+    start_iteration = checkpoint["iteration"] if checkpoint else 0
+    env_seed = args.seed + (start_iteration * world_size + rank) * args.num_envs
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)
 
-    # Envs, and the observation statistics of a random agent (on resume: the checkpoint's, and its envs replayed)
+    # Envs, and the observation statistics of a random agent (on resume: the checkpoint's). ALE's vector env
+    # cannot save its state, so a resumed run's envs start new episodes: resuming costs the same at any step
     envs = make_envs(args.env_id, args.num_envs, args.max_episode_steps)
     num_actions = envs.single_action_space.n
-    env_actions = []  # every rollout's actions (T, N), uint8: what replay() needs to restore the envs
     ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0  # rank 0's arrive with its weights
-    if checkpoint is None:
-        if rank == 0:
-            print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps "
-                  f"in {args.obs_norm_envs} envs")
-            ob_mean, ob_std = random_agent_obs_stats(args, env_seed, rng)
-        next_obs = envs.reset(seed=env_seed)[0]
-    else:
-        env_actions = checkpoint["ranks"][rank]["env_actions"]
-        print(f"replaying {args.num_envs * args.num_steps * len(env_actions):,} env steps to restore the envs")
-        next_obs = replay(envs, env_seed, env_actions)
-        if not np.array_equal(next_obs, checkpoint["ranks"][rank]["next_obs"]):
-            raise SystemExit("error: replaying the checkpoint's actions did not reproduce its envs (another ale-py?)")
-    next_obs = torch.from_numpy(next_obs).to(device)
+    if checkpoint is None and rank == 0:
+        print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps "
+              f"in {args.obs_norm_envs} envs")
+        ob_mean, ob_std = random_agent_obs_stats(args, env_seed, rng)
+    elif checkpoint is not None:
+        print(f"resuming after iteration {start_iteration} (step {checkpoint['global_step']:,}): networks, "
+              "optimizer, normalisers and random streams as saved; the envs start new episodes")
+    next_obs = torch.from_numpy(envs.reset(seed=env_seed)[0]).to(device)
     episodes = EpisodeStats(args.num_envs)
 
     # Networks: one Adam over everything trainable
@@ -761,7 +770,7 @@ if __name__ == "__main__":
     reward_filter = RewardForwardFilter(args.gamma, args.num_envs)
     reward_rms = RunningMeanStd()
     networks = {"obs_norm": obs_norm, "policy": policy, "phi": phi, "forward_model": forward_model}
-    global_step, start_iteration = 0, 0
+    global_step = 0
     if checkpoint is not None:  # everything else that decides what comes next
         for name, module in networks.items():
             module.load_state_dict(checkpoint["networks"][name])
@@ -769,11 +778,11 @@ if __name__ == "__main__":
         for group in optimizer.param_groups:
             group["lr"] = args.learning_rate
         vars(reward_rms).update(checkpoint["reward_rms"])
-        own = checkpoint["ranks"][rank]  # this process's envs and random streams
+        own = checkpoint["ranks"][rank]  # this process's reward filter, episode log and random streams
         reward_filter.rewems = own["reward_filter"]
-        vars(episodes).update(own["episodes"])
+        episodes.recent_returns.extend(own["recent_returns"])  # the episodes the stop cut are not logged
         restore_rng_states(own, rng, device)
-        global_step, start_iteration = checkpoint["global_step"], checkpoint["iteration"]
+        global_step = checkpoint["global_step"]
     if world_size > 1:  # every process starts from rank 0's weights and observation statistics
         for tensor in (t for module in networks.values() for t in module.state_dict().values()):
             dist.broadcast(tensor, src=0)
@@ -798,7 +807,7 @@ if __name__ == "__main__":
                    config=vars(args), name=run_name, save_code=True)
     print(f"run {run_name}: {num_iterations} iterations of {batch_size} steps on {device}; logs in {run_dir}")
 
-    signal.signal(signal.SIGINT, stop_on_signal)
+    signal.signal(signal.SIGINT, stop_on_signal)  # from here a stop saves the last finished iteration
     signal.signal(signal.SIGTERM, stop_on_signal)  # a scheduler's SIGTERM stops like Ctrl-C: checkpoint, then exit
     snapshot, stopped_by, failure = checkpoint, None, None  # snapshot: the last state a checkpoint may hold
     start_time = time.time()
@@ -826,7 +835,6 @@ if __name__ == "__main__":
                 next_obs = torch.from_numpy(next_obs_np).to(device)
                 timer.lap("env")
             obs[T] = next_obs
-            env_actions.append(actions.to(torch.uint8).cpu().numpy())
             global_step += batch_size
 
             # Rewards: the prediction error of the forward model that was current during the rollout
@@ -937,9 +945,9 @@ if __name__ == "__main__":
             if failed := first_non_finite(scalars, networks):
                 failure = f"error: {failed} became NaN or infinite in iteration {iteration}; training stopped"
                 break
-            own = {  # what differs between torchrun processes: their envs and their random streams
-                "env_actions": env_actions, "next_obs": next_obs.cpu().numpy(), "reward_filter": reward_filter.rewems,
-                "episodes": vars(episodes), "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            own = {  # what differs between torchrun processes; nothing in it grows with the run
+                "reward_filter": reward_filter.rewems, "recent_returns": list(episodes.recent_returns),
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             }
             ranks = [own] if world_size == 1 else [None] * world_size if rank == 0 else None

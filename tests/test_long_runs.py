@@ -1,4 +1,4 @@
-"""Runs that survive: checkpoints written atomically, exact resume, Ctrl-C and SIGTERM, NaN stops, evaluation
+"""Runs that survive: checkpoints written atomically, resume, Ctrl-C and SIGTERM, NaN stops, evaluation
 and video, and one-line errors for every bad input (README, "Long runs")."""
 import os
 import resource
@@ -93,33 +93,74 @@ def test_a_run_on_a_full_disk_warns_then_stops_with_one_line(rf_run, tmp_path):
 
 # ---------------------------------------------------------------- resume
 @pytest.mark.parametrize("name", SCRIPTS)
-def test_resumed_run_equals_an_uninterrupted_one(name, tmp_path):
-    """Two iterations, a checkpoint, two more in a new process: the same losses as four in one go."""
-    common = [*TINY, "--seed", "5"]
-    straight = run_script(name, *common, "--total-timesteps", "256", "--log-dir", str(tmp_path / "straight"))
-    assert straight.returncode == 0, straight.stderr
-    first = run_script(name, *common, "--log-dir", str(tmp_path / "resumed"))
+def test_a_resume_goes_on_from_the_saved_state_with_envs_on_new_episodes(name, tmp_path):
+    """Two iterations and a checkpoint, then two more, twice, from copies of it: both resumed halves are
+    equal (the new episodes are seeded), every counter goes on from the checkpoint, nothing is re-estimated."""
+    first = run_script(name, *TINY, "--seed", "5", "--log-dir", str(tmp_path / "a"))
     assert first.returncode == 0, first.stderr
-    checkpoint = checkpoint_of(tmp_path / "resumed")
-    second = run_script(name, "--resume", str(checkpoint), "--total-timesteps", "256")
-    assert second.returncode == 0, second.stderr
-    assert "replaying 128 env steps" in second.stdout and "estimating observation" not in second.stdout
-    assert "iter 3/4 step 192" in second.stdout
-    a, b = read_scalars(tmp_path / "straight"), read_scalars(tmp_path / "resumed")  # one run directory, both halves
-    compared = [tag for tag in a if tag.startswith("losses/") or tag.endswith(("_reward_mean", "rms_std", "rooms_visited_total"))]
+    checkpoint, copy = checkpoint_of(tmp_path / "a"), tmp_path / "b" / "run" / "checkpoint.pt"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(checkpoint.read_bytes())
+    saved = torch.load(checkpoint, weights_only=False)
+    for path in (checkpoint, copy):
+        result = run_script(name, "--resume", str(path), "--total-timesteps", "256")
+        assert result.returncode == 0, result.stderr
+        assert "resuming after iteration 2 (step 128)" in result.stdout and "the envs start new episodes" in result.stdout
+        assert "estimating observation" not in result.stdout and "iter 3/4 step 192" in result.stdout
+    a, b = read_scalars(tmp_path / "a"), read_scalars(tmp_path / "b")  # a: both halves in one run directory
+    compared = [tag for tag in a if tag.startswith("losses/") or tag.endswith(("_reward_mean", "rms_std"))]
     assert "losses/dynamics_loss" in compared
     for tag in compared:
-        assert [step for step, _ in b[tag]] == [64, 128, 192, 256], tag
-        assert a[tag] == b[tag], f"{tag}: {a[tag]} != {b[tag]}"
-    assert torch.load(checkpoint, weights_only=False)["iteration"] == 4
+        assert [step for step, _ in a[tag]] == [64, 128, 192, 256], tag
+        assert a[tag][2:] == b[tag], f"{tag}: {a[tag][2:]} != {b[tag]}"
+    resumed = torch.load(checkpoint, weights_only=False)
+    assert resumed["iteration"] == 4 and resumed["global_step"] == 256
+    assert resumed["reward_rms"]["count"] == 4 * 64 + 1e-4  # the normaliser's count went on, not restarted
+    optimizer_steps = {float(state["step"]) for state in resumed["optimizer"]["state"].values()}
+    assert optimizer_steps == {4 * 2 * 2}  # 4 iterations x 2 epochs x 2 minibatches: Adam's moments kept
+    for key, value in saved["networks"]["obs_norm"].items():  # observation statistics kept, not re-estimated
+        assert torch.equal(value, resumed["networks"]["obs_norm"][key]), key
+    assert not torch.equal(saved["networks"]["policy"]["logits.weight"], resumed["networks"]["policy"]["logits.weight"])
+
+
+def test_a_checkpoint_stays_the_same_size_however_long_the_run(tmp_path):
+    sizes = []
+    for iterations in (2, 16):
+        result = run_script("curiosity_rf", *TINY[:-1], str(64 * iterations), "--log-dir", str(tmp_path / str(iterations)))
+        assert result.returncode == 0, result.stderr
+        checkpoint = checkpoint_of(tmp_path / str(iterations))
+        sizes.append(checkpoint.stat().st_size)
+        saved = torch.load(checkpoint, weights_only=False)
+        assert sorted(saved["ranks"][0]) == ["cuda_rng", "recent_returns", "reward_filter", "rng", "torch_rng"]
+    assert abs(sizes[1] - sizes[0]) < 2_000, sizes  # at most the last 100 episode returns differ
+
+
+def test_a_checkpoint_of_the_earlier_replaying_version_is_not_resumed_but_can_be_scored(rf_run, tmp_path):
+    saved = torch.load(rf_run, weights_only=False)
+    own = saved["ranks"][0]
+    saved["ranks"] = [{"env_actions": [], "episodes": {}, **{k: own[k] for k in ("reward_filter", "rng", "torch_rng")}}]
+    torch.save(saved, old := tmp_path / "checkpoint.pt")
+    assert_one_line_error(run_script("curiosity_rf", "--resume", str(old), "--total-timesteps", "256"),
+                          "written by an earlier version", "--eval-checkpoint")
+    scored = run_script("curiosity_rf", "--eval-checkpoint", str(old), "--eval-episodes", "1", "--max-episode-steps", "50")
+    assert scored.returncode == 0 and "1 episodes of BreakoutNoFrameskip-v4 at step 128" in scored.stdout, scored.stderr
+
+
+def test_a_resume_whose_budget_is_spent_stops_at_once(rf_run):
+    result = run_script("curiosity_rf", "--resume", str(rf_run), "--total-timesteps", "160")  # < 128 + 64
+    assert_one_line_error(result, "the checkpoint is at step 128, so --total-timesteps 160 leaves no iteration",
+                          "pass a larger --total-timesteps")
 
 
 def test_resume_can_change_what_does_not_fix_the_envs_or_networks(rf_run, tmp_path):
     copy = tmp_path / "run" / "checkpoint.pt"
     copy.parent.mkdir()
     copy.write_bytes(rf_run.read_bytes())
+    stale = copy.parent / "checkpoint.pt.tmp"
+    stale.write_bytes(b"half a checkpoint")  # as a kill -9 during a write leaves it
     result = run_script("curiosity_rf", "--resume", str(copy), "--total-timesteps", "192", "--learning-rate", "3e-4")
     assert result.returncode == 0, result.stderr
+    assert not stale.exists()
     saved = torch.load(copy, weights_only=False)
     assert saved["iteration"] == 3 and saved["args"]["learning_rate"] == 3e-4
     assert saved["args"]["num_envs"] == 4 and saved["args"]["resume"] == str(copy)
@@ -140,7 +181,21 @@ def test_a_signal_on_a_real_run_leaves_a_checkpoint_and_says_how_to_resume(sig, 
     assert f"{sig.name}: stopping" in out and "continue with: python curiosity_rf.py --resume" in out
     saved = torch.load(checkpoint_of(tmp_path), weights_only=False)
     assert saved["iteration"] >= 2 and saved["global_step"] == 64 * saved["iteration"]
-    assert len(saved["ranks"][0]["env_actions"]) == saved["iteration"]  # the dropped iteration's actions are not in it
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_before_the_first_iteration_stops_with_one_line_and_no_run_directory(sig, tmp_path):
+    cmd = [sys.executable, str(ROOT / "curiosity_rf.py"), *TINY, "--obs-norm-steps", "10000000", "--log-dir", str(tmp_path)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    for line in proc.stdout:
+        if line.startswith("estimating observation statistics"):  # 10^7 random steps: minutes of warm-up
+            break
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + sig
+    assert err.strip() == f"{sig.name}: stopped before the first iteration; nothing saved"
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_nan_stops_the_run_naming_the_quantity_and_keeps_the_last_good_checkpoint(rf_run, tmp_path):
