@@ -58,6 +58,10 @@ class Args:
     """parallel environments N"""
     max_episode_steps: int = 4500
     """episode cap in agent steps (18,000 frames)"""
+    env_parts: int = 1
+    """step the envs as this many vector envs in turn (the reference's nlumps): while one part's emulators
+    run in ALE's threads, the policy acts for the next part. The same frames as one vector env for the same
+    actions; meant for a GPU box, where the emulator is the bound, not for 2 cores (README, Speed)"""
     obs_norm_steps: int = 10_000
     """random-agent steps, summed over envs, that estimate the observation mean and std"""
     obs_norm_envs: int = 8
@@ -140,6 +144,9 @@ def check_args(args: Args) -> None:
                  "obs_norm_steps", "obs_norm_envs", "max_episode_steps", "feature_dim", "eval_episodes"):
         if getattr(args, name) <= 0:
             stop(name, "positive")
+    if args.env_parts <= 0 or args.num_envs % args.env_parts:
+        raise SystemExit(
+            f"error: --env-parts {args.env_parts} must be positive and divide --num-envs {args.num_envs}")
     if args.num_envs % args.num_minibatches:
         raise SystemExit(
             f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
@@ -199,8 +206,16 @@ class FrameStack:
         self.stack = np.repeat(frames, self.num_frames, axis=1)
         return self.stack, info
 
+    def send(self, actions: np.ndarray) -> None:
+        """Starts a step in ALE's threads and returns at once; recv() waits for it."""
+        self.envs.send(actions)
+
     def step(self, actions: np.ndarray):
-        frames, rewards, terminated, truncated, info = self.envs.step(actions)
+        self.send(actions)
+        return self.recv()
+
+    def recv(self):
+        frames, rewards, terminated, truncated, info = self.envs.recv()
         # A new array each step (one copy, no shift in place), so a stack already returned never changes
         self.stack = np.concatenate([self.stack[:, 1:], frames], axis=1)
         done = terminated | truncated  # same-step autoreset: a done env's frame is its next episode's first
@@ -290,9 +305,20 @@ def make_room_envs(env_id: str, num_envs: int, max_episode_steps: int, noop_max:
             truncated = not game_over and self.frame_count >= 4 * max_episode_steps
             return self.stack.copy(), reward, game_over, truncated, {"room": int(self.ale.getRAM()[3])}
 
-    vector_env = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    class RoomVectorEnv(gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv):
+        """FrameStack's send/recv (--env-parts): subprocesses step between them; this process, in recv."""
+
+        def send(self, actions: np.ndarray) -> None:
+            if asynchronous:
+                self.step_async(actions)
+            else:
+                self.pending = actions
+
+        def recv(self):
+            return self.step_wait() if asynchronous else self.step(self.pending)
+
     # same-step autoreset: the obs returned with done starts the next episode; info["final_info"] has the last room
-    return vector_env([RoomEnv] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    return RoomVectorEnv([RoomEnv] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 class EpisodeStats:
@@ -303,15 +329,17 @@ class EpisodeStats:
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self.recent_returns = deque(maxlen=100)
 
-    def update(self, rewards, terminated, truncated):
-        """Adds one step; returns the (returns, lengths) of the episodes that just ended."""
-        self.returns += rewards
-        self.lengths += 1
+    def update(self, rewards, terminated, truncated, part: slice = slice(None)):
+        """Adds one step of the envs in `part` (all by default); returns the (returns, lengths) of the
+        episodes that just ended."""
+        returns, lengths = self.returns[part], self.lengths[part]  # views: the updates below land in self
+        returns += rewards
+        lengths += 1
         done = terminated | truncated  # a time-limit cut ends the episode's statistics too
-        finished = self.returns[done].copy(), self.lengths[done].copy()
+        finished = returns[done].copy(), lengths[done].copy()
         self.recent_returns.extend(finished[0])
-        self.returns[done] = 0
-        self.lengths[done] = 0
+        returns[done] = 0
+        lengths[done] = 0
         return finished
 
 
@@ -322,20 +350,22 @@ class RoomTracker:
         self.episode_rooms = [set() for _ in range(num_envs)]
         self.seen = set()
 
-    def update(self, info: dict, terminated, truncated):
-        """Adds one step; returns the number of distinct rooms of each episode that just ended, and the
-        rooms this step showed for the first time in the run."""
+    def update(self, info: dict, terminated, truncated, part: slice = slice(None)):
+        """Adds one step of the envs in `part` (all by default); returns the number of distinct rooms of each
+        episode that just ended, and the rooms this step showed for the first time in the run."""
         done = terminated | truncated  # a time-limit cut ends the episode's rooms too
         rooms = info["room"]  # with same-step autoreset, a done env's room is the next episode's first
         last = np.where(done, info["final_info"]["room"], rooms) if done.any() else rooms
         new = (set(last.tolist()) | set(rooms.tolist())) - self.seen
         self.seen |= new
         finished = []
+        episode_rooms = self.episode_rooms[part]  # a new list of the same sets: replacing one needs self's
         for i, (room, next_room) in enumerate(zip(last.tolist(), rooms.tolist())):
-            self.episode_rooms[i].add(room)
+            episode_rooms[i].add(room)
             if done[i]:
-                finished.append(len(self.episode_rooms[i]))
-                self.episode_rooms[i] = {next_room}
+                finished.append(len(episode_rooms[i]))
+                episode_rooms[i].clear()
+                episode_rooms[i].add(next_room)
         return finished, new
 
 
@@ -785,10 +815,14 @@ if __name__ == "__main__":
     # Envs, and the observation statistics of a random agent (on resume: the checkpoint's). ALE's vector env
     # cannot save its state, so a resumed run's envs start new episodes: resuming costs the same at any step
     rooms = RoomTracker(args.num_envs) if args.track_rooms and ale_game(args.env_id)[0] == "montezuma_revenge" else None
+    part_size = args.num_envs // args.env_parts
+    parts = [slice(k * part_size, (k + 1) * part_size) for k in range(args.env_parts)]  # env indices of each
     if rooms is None:
-        envs = make_envs(args.env_id, args.num_envs, args.max_episode_steps)
+        env_parts = [make_envs(args.env_id, part_size, args.max_episode_steps) for _ in parts]
     else:  # the native env exposes no RAM, so no room
-        envs = make_room_envs(args.env_id, args.num_envs, args.max_episode_steps, asynchronous=args.room_envs_async)
+        env_parts = [make_room_envs(args.env_id, part_size, args.max_episode_steps,
+                                    asynchronous=args.room_envs_async) for _ in parts]
+    envs = env_parts[0]  # its spaces are every part's
     num_actions = envs.single_action_space.n
     ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0  # rank 0's arrive with its weights
     if checkpoint is None and rank == 0:
@@ -798,7 +832,8 @@ if __name__ == "__main__":
     elif checkpoint is not None:
         print(f"resuming after iteration {start_iteration} (step {checkpoint['global_step']:,}): networks, "
               "optimizer, normalisers and random streams as saved; the envs start new episodes")
-    next_obs = torch.from_numpy(envs.reset(seed=env_seed)[0]).to(device)
+    next_obs = [part_envs.reset(seed=env_seed + k * part_size)[0] for k, part_envs in enumerate(env_parts)]
+    next_obs = torch.from_numpy(np.concatenate(next_obs)).to(device)  # env i: env_seed + i, for any parts
     episodes = EpisodeStats(args.num_envs)
 
     # Networks: one Adam over everything trainable
@@ -860,28 +895,36 @@ if __name__ == "__main__":
             timer = PhaseTimer(sync=args.profile and device.type == "cuda")
             finished_returns, finished_lengths, finished_rooms = [], [], []
 
-            # Rollout with the current stochastic policy; envs are never reset between rollouts
-            for t in range(T):
-                obs[t] = next_obs
-                with torch.no_grad(), autocast():
-                    logits, values[t] = policy(obs_norm(next_obs))
-                    pi = Categorical(logits=logits)
-                    actions[t] = pi.sample()
-                    logprobs[t] = pi.log_prob(actions[t])
-                timer.lap("inference")
-                next_obs_np, reward, terminated, truncated, info = envs.step(actions[t].cpu().numpy())
-                ep_returns, ep_lengths = episodes.update(reward, terminated, truncated)
-                finished_returns.extend(ep_returns)
-                finished_lengths.extend(ep_lengths)
-                if rooms is not None:
-                    ep_rooms, new_rooms = rooms.update(info, terminated, truncated)
-                    finished_rooms.extend(ep_rooms)
-                    if new_rooms:
-                        print(f"step {global_step + (t + 1) * N:,}: rooms visited so far {sorted(rooms.seen)}", flush=True)
-                ext_rewards[t] = torch.from_numpy(reward).to(device)
-                dones[t] = torch.from_numpy(terminated | truncated).to(device)
-                next_obs = torch.from_numpy(next_obs_np).to(device)
-                timer.lap("env")
+            # Rollout with the current stochastic policy; envs are never reset between rollouts. The envs
+            # step in --env-parts parts in turn: a part's step t - 1 is received just before its action t is
+            # chosen, so each part's emulators run while the policy acts for the others. Pass T only receives
+            for t in range(T + 1):
+                for part, part_envs in zip(parts, env_parts):
+                    if t > 0:
+                        next_obs_np, reward, terminated, truncated, info = part_envs.recv()
+                        ep_returns, ep_lengths = episodes.update(reward, terminated, truncated, part)
+                        finished_returns.extend(ep_returns)
+                        finished_lengths.extend(ep_lengths)
+                        if rooms is not None:
+                            ep_rooms, new_rooms = rooms.update(info, terminated, truncated, part)
+                            finished_rooms.extend(ep_rooms)
+                            if new_rooms:
+                                seen, step = sorted(rooms.seen), global_step + t * N
+                                print(f"step {step:,}: rooms visited so far {seen}", flush=True)
+                        ext_rewards[t - 1, part] = torch.from_numpy(reward).to(device)
+                        dones[t - 1, part] = torch.from_numpy(terminated | truncated).to(device)
+                        next_obs[part] = torch.from_numpy(next_obs_np).to(device)
+                        timer.lap("env")
+                    if t == T:
+                        continue
+                    obs[t, part] = next_obs[part]
+                    with torch.no_grad(), autocast():
+                        logits, values[t, part] = policy(obs_norm(next_obs[part]))
+                        pi = Categorical(logits=logits)
+                        actions[t, part] = pi.sample()
+                        logprobs[t, part] = pi.log_prob(actions[t, part])
+                    part_envs.send(actions[t, part].cpu().numpy())
+                    timer.lap("inference")
             obs[T] = next_obs
             global_step += batch_size
 
@@ -1020,7 +1063,8 @@ if __name__ == "__main__":
         stopped_by = interrupt.args[0] if interrupt.args else "SIGINT"
         print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume", flush=True)
 
-    envs.close()
+    for part_envs in env_parts:
+        part_envs.close()
     if writer:
         writer.close()
     if snapshot is None:

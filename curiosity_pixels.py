@@ -58,6 +58,10 @@ class Args:
     """parallel environments N"""
     max_episode_steps: int = 4500
     """episode cap in agent steps (18,000 frames)"""
+    env_parts: int = 1
+    """step the envs as this many vector envs in turn (the reference's nlumps): while one part's emulators
+    run in ALE's threads, the policy acts for the next part. The same frames as one vector env for the same
+    actions; meant for a GPU box, where the emulator is the bound, not for 2 cores (README, Speed)"""
     obs_norm_steps: int = 10_000
     """random-agent steps, summed over envs, that estimate the observation mean and std"""
     obs_norm_envs: int = 8
@@ -142,6 +146,9 @@ def check_args(args: Args) -> None:
                  "obs_norm_steps", "obs_norm_envs", "max_episode_steps", "feature_dim", "eval_episodes"):
         if getattr(args, name) <= 0:
             stop(name, "positive")
+    if args.env_parts <= 0 or args.num_envs % args.env_parts:
+        raise SystemExit(
+            f"error: --env-parts {args.env_parts} must be positive and divide --num-envs {args.num_envs}")
     if args.num_envs % args.num_minibatches:
         raise SystemExit(
             f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
@@ -201,8 +208,16 @@ class FrameStack:
         self.stack = np.repeat(frames, self.num_frames, axis=1)
         return self.stack, info
 
+    def send(self, actions: np.ndarray) -> None:
+        """Starts a step in ALE's threads and returns at once; recv() waits for it."""
+        self.envs.send(actions)
+
     def step(self, actions: np.ndarray):
-        frames, rewards, terminated, truncated, info = self.envs.step(actions)
+        self.send(actions)
+        return self.recv()
+
+    def recv(self):
+        frames, rewards, terminated, truncated, info = self.envs.recv()
         # A new array each step (one copy, no shift in place), so a stack already returned never changes
         self.stack = np.concatenate([self.stack[:, 1:], frames], axis=1)
         done = terminated | truncated  # same-step autoreset: a done env's frame is its next episode's first
@@ -235,15 +250,17 @@ class EpisodeStats:
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self.recent_returns = deque(maxlen=100)
 
-    def update(self, rewards, terminated, truncated):
-        """Adds one step; returns the (returns, lengths) of the episodes that just ended."""
-        self.returns += rewards
-        self.lengths += 1
+    def update(self, rewards, terminated, truncated, part: slice = slice(None)):
+        """Adds one step of the envs in `part` (all by default); returns the (returns, lengths) of the
+        episodes that just ended."""
+        returns, lengths = self.returns[part], self.lengths[part]  # views: the updates below land in self
+        returns += rewards
+        lengths += 1
         done = terminated | truncated  # a time-limit cut ends the episode's statistics too
-        finished = self.returns[done].copy(), self.lengths[done].copy()
+        finished = returns[done].copy(), lengths[done].copy()
         self.recent_returns.extend(finished[0])
-        self.returns[done] = 0
-        self.lengths[done] = 0
+        returns[done] = 0
+        lengths[done] = 0
         return finished
 
 
@@ -747,7 +764,10 @@ if __name__ == "__main__":
 
     # Envs, and the observation statistics of a random agent (on resume: the checkpoint's). ALE's vector env
     # cannot save its state, so a resumed run's envs start new episodes: resuming costs the same at any step
-    envs = make_envs(args.env_id, args.num_envs, args.max_episode_steps)
+    part_size = args.num_envs // args.env_parts
+    parts = [slice(k * part_size, (k + 1) * part_size) for k in range(args.env_parts)]  # env indices of each
+    env_parts = [make_envs(args.env_id, part_size, args.max_episode_steps) for _ in parts]
+    envs = env_parts[0]  # its spaces are every part's
     num_actions = envs.single_action_space.n
     ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0  # rank 0's arrive with its weights
     if checkpoint is None and rank == 0:
@@ -757,7 +777,8 @@ if __name__ == "__main__":
     elif checkpoint is not None:
         print(f"resuming after iteration {start_iteration} (step {checkpoint['global_step']:,}): networks, "
               "optimizer, normalisers and random streams as saved; the envs start new episodes")
-    next_obs = torch.from_numpy(envs.reset(seed=env_seed)[0]).to(device)
+    next_obs = [part_envs.reset(seed=env_seed + k * part_size)[0] for k, part_envs in enumerate(env_parts)]
+    next_obs = torch.from_numpy(np.concatenate(next_obs)).to(device)  # env i: env_seed + i, for any parts
     episodes = EpisodeStats(args.num_envs)
 
     # Networks: one Adam over everything trainable
@@ -817,23 +838,30 @@ if __name__ == "__main__":
             timer = PhaseTimer(sync=args.profile and device.type == "cuda")
             finished_returns, finished_lengths = [], []
 
-            # Rollout with the current stochastic policy; envs are never reset between rollouts
-            for t in range(T):
-                obs[t] = next_obs
-                with torch.no_grad(), autocast():
-                    logits, values[t] = policy(obs_norm(next_obs))
-                    pi = Categorical(logits=logits)
-                    actions[t] = pi.sample()
-                    logprobs[t] = pi.log_prob(actions[t])
-                timer.lap("inference")
-                next_obs_np, reward, terminated, truncated, _ = envs.step(actions[t].cpu().numpy())
-                ep_returns, ep_lengths = episodes.update(reward, terminated, truncated)
-                finished_returns.extend(ep_returns)
-                finished_lengths.extend(ep_lengths)
-                ext_rewards[t] = torch.from_numpy(reward).to(device)
-                dones[t] = torch.from_numpy(terminated | truncated).to(device)
-                next_obs = torch.from_numpy(next_obs_np).to(device)
-                timer.lap("env")
+            # Rollout with the current stochastic policy; envs are never reset between rollouts. The envs
+            # step in --env-parts parts in turn: a part's step t - 1 is received just before its action t is
+            # chosen, so each part's emulators run while the policy acts for the others. Pass T only receives
+            for t in range(T + 1):
+                for part, part_envs in zip(parts, env_parts):
+                    if t > 0:
+                        next_obs_np, reward, terminated, truncated, _ = part_envs.recv()
+                        ep_returns, ep_lengths = episodes.update(reward, terminated, truncated, part)
+                        finished_returns.extend(ep_returns)
+                        finished_lengths.extend(ep_lengths)
+                        ext_rewards[t - 1, part] = torch.from_numpy(reward).to(device)
+                        dones[t - 1, part] = torch.from_numpy(terminated | truncated).to(device)
+                        next_obs[part] = torch.from_numpy(next_obs_np).to(device)
+                        timer.lap("env")
+                    if t == T:
+                        continue
+                    obs[t, part] = next_obs[part]
+                    with torch.no_grad(), autocast():
+                        logits, values[t, part] = policy(obs_norm(next_obs[part]))
+                        pi = Categorical(logits=logits)
+                        actions[t, part] = pi.sample()
+                        logprobs[t, part] = pi.log_prob(actions[t, part])
+                    part_envs.send(actions[t, part].cpu().numpy())
+                    timer.lap("inference")
             obs[T] = next_obs
             global_step += batch_size
 
@@ -970,7 +998,8 @@ if __name__ == "__main__":
         stopped_by = interrupt.args[0] if interrupt.args else "SIGINT"
         print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume", flush=True)
 
-    envs.close()
+    for part_envs in env_parts:
+        part_envs.close()
     if writer:
         writer.close()
     if snapshot is None:

@@ -290,6 +290,7 @@ def test_episode_stats_use_raw_rewards(rf):
 @pytest.mark.parametrize("overrides, message", [
     ({"num_envs": 12, "num_minibatches": 8}, "must be divisible by --num-minibatches"),
     ({"num_steps": 0}, "--num-steps must be positive"),
+    ({"num_envs": 12, "num_minibatches": 4, "env_parts": 5}, "--env-parts 5 must be positive and divide"),
     ({"update_epochs": -1}, "--update-epochs must be positive"),
     ({"total_timesteps": 100}, r"less than one iteration \(--num-envs x --num-steps = 16384\)"),
     ({"env_id": "Pong-v0"}, "names no Atari game"),
