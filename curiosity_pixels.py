@@ -463,17 +463,12 @@ class ForwardModel(nn.Module):
         return x[:, :, 6:90, 6:90]  # TensorFlow's 96 x 96 (the first 96), cropped by 6 on each side -> 84 x 84
 
 
-def save_predictions(forward_model: ForwardModel, obs_norm: nn.Module, frames: torch.Tensor, actions: torch.Tensor,
-                     next_frames: torch.Tensor, path: str) -> None:
-    """Writes a grayscale PNG: top row the newest frame of each uint8 next stack, bottom row the current
-    U-Net's prediction of it from the stack before and the action taken, both in raw pixel values
-    (ob_std * x + ob_mean), each cell 2x enlarged."""
+def write_png(rows: list, path: str) -> None:
+    """Writes rows of (k, 84, 84) images in raw pixel values as one grayscale PNG, each cell framed in white
+    and 2x enlarged (PNG by hand: zlib and struct, no image library)."""
     import struct
     import zlib
 
-    with torch.no_grad():
-        prediction = forward_model(obs_norm(frames), actions) * obs_norm.std + obs_norm.mean
-    rows = [next_frames[:, -1].float(), prediction[:, -1]]  # last channel of each stack, (k, 84, 84)
     cells = [torch.cat([F.pad(r, (2, 2, 2, 2), value=255.0) for r in row.unbind(0)], dim=1) for row in rows]
     image = torch.cat(cells, dim=0).clamp(0, 255).round().to(torch.uint8)
     image = image.repeat_interleave(2, 0).repeat_interleave(2, 1).cpu().numpy()
@@ -486,6 +481,17 @@ def save_predictions(forward_model: ForwardModel, obs_norm: nn.Module, frames: t
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
                 + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def save_predictions(forward_model: ForwardModel, obs_norm: nn.Module, frames: torch.Tensor, actions: torch.Tensor,
+                     next_frames: torch.Tensor, path: str) -> None:
+    """Writes a grayscale PNG: top row the newest frame of each uint8 next stack, bottom row the current
+    U-Net's prediction of it from the stack before and the action taken, both in raw pixel values
+    (ob_std * x + ob_mean), each cell 2x enlarged."""
+    with torch.no_grad():
+        prediction = forward_model(obs_norm(frames), actions) * obs_norm.std + obs_norm.mean
+    rows = [next_frames[:, -1].float(), prediction[:, -1]]  # last channel of each stack, (k, 84, 84)
+    write_png(rows, path)
 
 
 def prediction_error(forward_model: nn.Module, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -438,15 +438,12 @@ class Features(nn.Module):
         return mu, loss, {k: v.detach() for k, v in metrics.items()}
 
 
-def save_reconstructions(phi: Features, obs_norm: nn.Module, frames: torch.Tensor, path: str) -> None:
-    """Writes a grayscale PNG: top row the newest frame of each uint8 stack, bottom row the decoder mean
-    of its posterior mean, both in raw pixel values, each cell 2x enlarged."""
+def write_png(rows: list, path: str) -> None:
+    """Writes rows of (k, 84, 84) images in raw pixel values as one grayscale PNG, each cell framed in white
+    and 2x enlarged (PNG by hand: zlib and struct, no image library)."""
     import struct
     import zlib
 
-    with torch.no_grad():
-        reconstruction = phi.decode(phi(obs_norm(frames))) * obs_norm.std + obs_norm.mean
-    rows = [frames[:, -1].float(), reconstruction[:, -1]]  # last channel of each stack, (k, 84, 84)
     cells = [torch.cat([F.pad(r, (2, 2, 2, 2), value=255.0) for r in row.unbind(0)], dim=1) for row in rows]
     image = torch.cat(cells, dim=0).clamp(0, 255).round().to(torch.uint8)
     image = image.repeat_interleave(2, 0).repeat_interleave(2, 1).cpu().numpy()
@@ -459,6 +456,15 @@ def save_reconstructions(phi: Features, obs_norm: nn.Module, frames: torch.Tenso
     with open(path, "wb") as f:
         f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
                 + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+
+
+def save_reconstructions(phi: Features, obs_norm: nn.Module, frames: torch.Tensor, path: str) -> None:
+    """Writes a grayscale PNG: top row the newest frame of each uint8 stack, bottom row the decoder mean
+    of its posterior mean, both in raw pixel values, each cell 2x enlarged."""
+    with torch.no_grad():
+        reconstruction = phi.decode(phi(obs_norm(frames))) * obs_norm.std + obs_norm.mean
+    rows = [frames[:, -1].float(), reconstruction[:, -1]]  # last channel of each stack, (k, 84, 84)
+    write_png(rows, path)
 
 
 class ForwardModel(nn.Module):

@@ -2,7 +2,8 @@
 
 A reader who diffs two scripts should see the feature idea and nothing else, and a fix to shared code
 must reach every script. Each script lists here the top-level names it defines as its own; every other
-function or class defined in two scripts under one name must have identical source.
+function or class defined in two scripts under one name must have identical source, and so must every
+module constant and every field of Args (its default and docstring) that the method does not change.
 """
 import ast
 import difflib
@@ -19,6 +20,14 @@ OWN = {
     "curiosity_vae": {"Args", "Features", "save_reconstructions"},
     "curiosity_pixels": {"Args", "Features", "ForwardModel", "save_predictions"},
     "curiosity_extrinsic_mix": {"Args", "Features", "make_room_envs", "RoomTracker"},
+}
+# Fields of Args whose default or meaning a script changes for its method; every other field it shares with
+# curiosity_rf.py (annotation, default and docstring) must be the same text.
+OWN_FIELDS = {
+    "curiosity_rf": set(), "curiosity_idf": set(),
+    "curiosity_vae": {"feature_dim"},
+    "curiosity_pixels": {"feature_dim"},
+    "curiosity_extrinsic_mix": {"env_id", "int_coef", "ext_coef", "use_dones"},
 }
 # How many lines of the `if __name__ == "__main__":` block may differ from curiosity_rf.py's.
 MAIN_BLOCK_BUDGET = {"curiosity_idf": 0, "curiosity_vae": 10, "curiosity_pixels": 10, "curiosity_extrinsic_mix": 30}
@@ -37,6 +46,30 @@ def top_level(name: str) -> tuple[dict[str, str], list[str]]:
         elif isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
             main = ast.get_source_segment(text, node).splitlines()
     return defs, main
+
+
+def constants(name: str) -> dict[str, str]:
+    """Source of each top-level assignment (module constants), by name."""
+    text = (ROOT / f"{name}.py").read_text()
+    found = {}
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)):
+            for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                if isinstance(target, ast.Name):
+                    found[target.id] = ast.get_source_segment(text, node)
+    return found
+
+
+def args_fields(name: str) -> dict[str, str]:
+    """Source of each field of Args with the docstring under it, by name."""
+    text = (ROOT / f"{name}.py").read_text()
+    (args,) = [node for node in ast.parse(text).body if isinstance(node, ast.ClassDef) and node.name == "Args"]
+    fields = {}
+    for node, after in zip(args.body, args.body[1:] + [None]):
+        if isinstance(node, ast.AnnAssign):
+            doc = ast.get_source_segment(text, after) if isinstance(after, ast.Expr) else "(no docstring)"
+            fields[node.target.id] = ast.get_source_segment(text, node) + "\n" + doc
+    return fields
 
 
 def test_every_script_is_known():
@@ -59,6 +92,22 @@ def test_shared_code_is_identical(a, b):
         if defs_a[name] != defs_b[name]:
             diff = "\n".join(difflib.unified_diff(defs_a[name].splitlines(), defs_b[name].splitlines(), a, b, lineterm=""))
             pytest.fail(f"{name} differs between {a} and {b}:\n{diff}")
+
+
+@pytest.mark.parametrize("a, b", list(itertools.combinations(SCRIPTS, 2)))
+def test_shared_module_constants_are_identical(a, b):
+    constants_a, constants_b = constants(a), constants(b)
+    for name in sorted(set(constants_a) & set(constants_b)):
+        assert constants_a[name] == constants_b[name], f"{name} differs between {a} and {b}"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_args_fields_are_the_same_text_unless_the_method_changes_them(name):
+    reference, fields = args_fields("curiosity_rf"), args_fields(name)
+    assert set(reference) <= set(fields), f"{name} lacks {set(reference) - set(fields)}"
+    differ = {field for field in reference if fields[field] != reference[field]}
+    assert differ == OWN_FIELDS[name], f"{name}: fields differing from curiosity_rf.py: {sorted(differ)}"
+    assert all("(no docstring)" not in source for source in fields.values()), f"{name}: a field without a docstring"
 
 
 @pytest.mark.parametrize("name", [s for s in SCRIPTS if s != "curiosity_rf"])
