@@ -155,10 +155,12 @@ def check_args(args: Args) -> None:
             f"{args.num_minibatches}: each minibatch holds whole env trajectories"
         )
     processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
-    if args.total_timesteps < args.num_envs * args.num_steps * processes:
+    iteration = args.num_envs * args.num_steps * processes
+    if args.total_timesteps < iteration:
+        times = "--num-envs x --num-steps" + (f" x {processes} processes" if processes > 1 else "")
         raise SystemExit(
-            f"error: --total-timesteps {args.total_timesteps} is less than one iteration (--num-envs x --num-steps"
-            + (f" x {processes} processes" if processes > 1 else "") + f" = {args.num_envs * args.num_steps * processes})"
+            f"error: --total-timesteps {args.total_timesteps} is less than one iteration "
+            f"({times} = {iteration})"
         )
     # Each test is written as `not` of the valid range, so that NaN fails it too
     for name in ("seed", "save_every", "max_grad_norm", "ent_coef", "vf_coef", "int_coef", "ext_coef"):
@@ -581,9 +583,11 @@ def check_checkpoint_args(args: Args, checkpoint: dict) -> None:
                 f"error: the checkpoint was trained with --{name.replace('_', '-')} {checkpoint['args'][name]}, "
                 f"not {getattr(args, name)}; drop the flag (a checkpoint keeps its env and network sizes)"
             )
-    if args.resume and not all(isinstance(own, dict) and "recent_returns" in own for own in checkpoint["ranks"]):
-        raise SystemExit("error: the checkpoint was written by an earlier version of this script, whose resume "
-                         "replayed every action; resume it with that version, or score it with --eval-checkpoint")
+    saved_parts = checkpoint["ranks"]
+    if args.resume and not all(isinstance(part, dict) and "recent_returns" in part for part in saved_parts):
+        raise SystemExit(
+            "error: the checkpoint was written by an earlier version of this script, whose resume replayed "
+            "every action; resume it with that version, or score it with --eval-checkpoint")
     batch_size = args.num_envs * args.num_steps * len(checkpoint["ranks"])
     if args.resume and args.total_timesteps < checkpoint["global_step"] + batch_size:
         raise SystemExit(

@@ -143,7 +143,9 @@ def test_room_envs_are_seeded_sticky_for_v5_ids_and_the_same_in_subprocesses(mix
     envs.close()
     envs = mix.make_room_envs("montezumarevengeNoFrameskip-v4", 2, 4500)  # the case of the id does not matter
     assert envs.envs[0].unwrapped.ale.getFloat("repeat_action_probability") == 0.0
-    np.testing.assert_array_equal(envs.reset(seed=5)[0], mix.make_room_envs(MONTEZUMA, 2, 4500).reset(seed=5)[0])
+    canonical = mix.make_room_envs(MONTEZUMA, 2, 4500)
+    np.testing.assert_array_equal(envs.reset(seed=5)[0], canonical.reset(seed=5)[0])
+    canonical.close()
     envs.close()
     runs = []
     for asynchronous in (False, True):

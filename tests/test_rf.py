@@ -315,7 +315,7 @@ def test_impossible_args_stop_with_one_line(rf, overrides, message):
 
 def test_a_budget_below_one_iteration_of_all_processes_stops(rf, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun --nproc_per_node 2
-    args = rf.Args(num_envs=4, num_minibatches=2, num_steps=32, total_timesteps=128)  # one process's rollout, not two
+    args = rf.Args(num_envs=4, num_minibatches=2, num_steps=32, total_timesteps=128)  # one process's rollout
     with pytest.raises(SystemExit, match=r"--total-timesteps 128 is less than one iteration "
                                          r"\(--num-envs x --num-steps x 2 processes = 256\)"):
         rf.check_args(args)
