@@ -100,11 +100,24 @@ def test_envs_stepped_in_two_parts_give_the_frames_rewards_and_episodes_of_one_v
 
 
 @pytest.mark.parametrize("name", ["curiosity_rf", "curiosity_idf"])
-def test_a_run_with_its_envs_in_two_parts_trains_and_logs_as_usual(name, tmp_path):
-    result = run_script(name, *TINY, "--env-parts", "2", "--max-episode-steps", "20",
-                        "--log-dir", str(tmp_path))
-    assert result.returncode == 0, result.stderr
-    scalars = read_scalars(tmp_path)
-    assert [step for step, _ in scalars["losses/dynamics_loss"]] == [64, 128]
-    assert all(np.isfinite(v) for tag in scalars for _, v in scalars[tag])
-    assert all(v <= 20 for _, v in scalars["charts/episodic_length"])  # episodes of both halves are counted
+def test_a_run_with_its_envs_in_two_parts_computes_what_one_vector_env_does(name, tmp_path):
+    """Same frames for the same actions, and on the CPU the same actions too: torch draws each half's
+    samples from the one stream in the order one batch would. The policy's values and log-probs on half
+    a batch may differ from the whole batch's in the last bit (another conv blocking), hence the losses'
+    tolerance."""
+    logged = {}
+    for parts in ("1", "2"):
+        result = run_script(name, *TINY, "--env-parts", parts, "--max-episode-steps", "20",
+                            "--log-dir", str(tmp_path / parts))
+        assert result.returncode == 0, result.stderr
+        scalars = read_scalars(tmp_path / parts)
+        logged[parts] = {tag: values for tag, values in scalars.items() if not tag.endswith(("SPS", "_seconds"))}
+    assert [step for step, _ in logged["2"]["losses/dynamics_loss"]] == [64, 128]
+    assert logged["2"]["charts/episodic_return"]  # a 20-step cap: episodes of both halves end in iteration 2
+    for tag, values in logged["1"].items():
+        if tag.startswith("losses/"):
+            steps, numbers = zip(*values)
+            assert [step for step, _ in logged["2"][tag]] == list(steps), tag
+            assert [v for _, v in logged["2"][tag]] == pytest.approx(numbers, rel=1e-4), tag
+        else:  # what the actions decide: frames, game and intrinsic rewards, episodes
+            assert logged["2"][tag] == values, tag
