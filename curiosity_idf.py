@@ -146,12 +146,12 @@ def check_args(args: Args) -> None:
             f"{args.num_minibatches}: each minibatch holds whole env trajectories"
         )
     processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
-    iteration = args.num_envs * args.num_steps * processes
-    if args.total_timesteps < iteration:
+    steps_per_iteration = args.num_envs * args.num_steps * processes
+    if args.total_timesteps < steps_per_iteration:
         times = "--num-envs x --num-steps" + (f" x {processes} processes" if processes > 1 else "")
         raise SystemExit(
             f"error: --total-timesteps {args.total_timesteps} is less than one iteration "
-            f"({times} = {iteration})"
+            f"({times} = {steps_per_iteration})"
         )
     # Each test is written as `not` of the valid range, so that NaN fails it too
     for name in ("seed", "save_every", "max_grad_norm", "ent_coef", "vf_coef", "int_coef", "ext_coef"):
