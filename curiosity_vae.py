@@ -1,6 +1,12 @@
 # Curiosity-driven PPO with variational autoencoder (VAE) features: Burda et al. 2018, "Large-Scale
 # Study of Curiosity-Driven Learning" (arXiv:1808.04355). One file, CleanRL style; see README.md.
+#
+# Reading order: Args; the env; normalisation; the networks; the algorithm's pure functions (intrinsic
+# reward, advantages); then a marked plumbing section (validation, torchrun, checkpoints, evaluation, logging)
+# that a first reading can skip; then __main__, whose loop is rollout, intrinsic reward, advantages, update,
+# log and save.
 import copy
+import dataclasses
 import importlib.util
 import math
 import os
@@ -28,6 +34,7 @@ from torch.utils.tensorboard import SummaryWriter
 
 @dataclass
 class Args:
+    # Experiment
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run directory's name)"""
     seed: int = 1
@@ -51,6 +58,7 @@ class Args:
     log_dir: str = "runs"
     """folder that receives one TensorBoard sub-folder per run"""
 
+    # Env
     env_id: str = "BreakoutNoFrameskip-v4"
     """`XxxNoFrameskip-v4` (no sticky actions, the paper's setting) or `ALE/Xxx-v5` (sticky actions 0.25)"""
     num_envs: int = 128
@@ -67,6 +75,7 @@ class Args:
     """envs that share those steps: few, so that each plays whole episodes, as the reference's one env does
     (all 128 would see only the first 79 steps of an episode)"""
 
+    # PPO
     total_timesteps: int = 100_000_000
     """training budget in agent steps summed over envs (frames = 4 x steps)"""
     learning_rate: float = 1e-4
@@ -89,6 +98,8 @@ class Args:
     """coefficient of the value loss 0.5 * mean((V - R)^2)"""
     max_grad_norm: float = 0.0
     """clip the global gradient norm to this value; 0 leaves gradients unclipped, as the paper does"""
+
+    # Curiosity
     int_coef: float = 1.0
     """weight of the intrinsic (curiosity) reward"""
     ext_coef: float = 0.0
@@ -102,10 +113,7 @@ class Args:
     reconstruction_interval: int = 100
     """iterations between two reconstruction PNGs (the last iteration always writes one)"""
 
-    def __post_init__(self):
-        if self.reconstruction_interval <= 0:
-            raise SystemExit(f"error: --reconstruction-interval must be positive, got {self.reconstruction_interval}")
-
+    # Long runs and evaluation
     save_every: int = 50
     """write run_dir/checkpoint.pt every this many iterations (0: only at the end, on Ctrl-C or SIGTERM, and
     on a NaN); each write replaces the previous checkpoint only once it is complete"""
@@ -123,6 +131,9 @@ class Args:
     (needs PyAV: pip install av)"""
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Env: ALE's vector env with the reference preprocessing (spec section 3)
+# ---------------------------------------------------------------------------------------------------------
 def ale_game(env_id: str) -> tuple[str, float]:
     """ROM name and sticky-action probability of a gymnasium Atari id; stops with a hint on any other id."""
     match = re.fullmatch(r"(\w+)NoFrameskip-v4", env_id) or re.fullmatch(r"ALE/(\w+)-v5", env_id)
@@ -133,61 +144,6 @@ def ale_game(env_id: str) -> tuple[str, float]:
             "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25)"
         )
     return roms[match.group(1).lower()], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
-
-
-def check_args(args: Args) -> None:
-    """Stops with one line on impossible settings, before any env or network is built."""
-
-    def stop(name: str, must: str):
-        raise SystemExit(f"error: --{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
-
-    for name in ("num_envs", "num_steps", "num_minibatches", "update_epochs", "total_timesteps",
-                 "obs_norm_steps", "obs_norm_envs", "max_episode_steps", "feature_dim", "eval_episodes"):
-        if getattr(args, name) <= 0:
-            stop(name, "positive")
-    if args.env_parts <= 0 or args.num_envs % args.env_parts:
-        raise SystemExit(
-            f"error: --env-parts {args.env_parts} must be positive and divide --num-envs {args.num_envs}")
-    if args.num_envs % args.num_minibatches:
-        raise SystemExit(
-            f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
-            f"{args.num_minibatches}: each minibatch holds whole env trajectories"
-        )
-    processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
-    steps_per_iteration = args.num_envs * args.num_steps * processes
-    if args.total_timesteps < steps_per_iteration:
-        times = "--num-envs x --num-steps" + (f" x {processes} processes" if processes > 1 else "")
-        raise SystemExit(
-            f"error: --total-timesteps {args.total_timesteps} is less than one iteration "
-            f"({times} = {steps_per_iteration})"
-        )
-    # Each test is written as `not` of the valid range, so that NaN fails it too
-    for name in ("seed", "save_every", "max_grad_norm", "ent_coef", "vf_coef", "int_coef", "ext_coef"):
-        if not 0 <= getattr(args, name) < math.inf:
-            stop(name, "0 or more and finite")
-    for name in ("learning_rate", "clip_coef"):
-        if not 0 < getattr(args, name) < math.inf:
-            stop(name, "positive and finite")
-    for name in ("gamma", "gae_lambda"):
-        if not 0 <= getattr(args, name) <= 1:
-            stop(name, "between 0 and 1")
-    if args.resume and args.eval_checkpoint:
-        raise SystemExit("error: give --resume (train on) or --eval-checkpoint (play and score), not both")
-    if "/" in args.exp_name or os.sep in args.exp_name or args.exp_name in ("", ".", ".."):
-        raise SystemExit(f"error: --exp-name {args.exp_name!r} names a folder in --log-dir: "
-                         "no '/', '.' or '..'")
-    frames = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84  # the rollout's uint8 frames alone
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if frames > memory / 2:
-        raise SystemExit(f"error: --num-envs {args.num_envs} x --num-steps {args.num_steps} need "
-                         f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this "
-                         f"machine's {memory / 2**30:.0f} GiB; use fewer envs or steps, or several "
-                         "processes under torchrun")
-    if args.track and importlib.util.find_spec("wandb") is None:
-        raise SystemExit("error: --track logs to Weights and Biases: pip install wandb, or drop the flag")
-    if args.capture_video and importlib.util.find_spec("av") is None:
-        raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, or drop the flag")
-    ale_game(args.env_id)
 
 
 class FrameStack:
@@ -250,6 +206,7 @@ class EpisodeStats:
         self.returns = np.zeros(num_envs)
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self.recent_returns = deque(maxlen=100)
+        self.finished_returns, self.finished_lengths = [], []  # the episodes ended since the last log()
 
     def update(self, rewards, terminated, truncated, part: slice = slice(None)):
         """Adds one step of the envs in `part` (all by default); returns the (returns, lengths) of the
@@ -260,16 +217,39 @@ class EpisodeStats:
         done = terminated | truncated  # a time-limit cut ends the episode's statistics too
         finished = returns[done].copy(), lengths[done].copy()
         self.recent_returns.extend(finished[0])
+        self.finished_returns.extend(finished[0])
+        self.finished_lengths.extend(finished[1])
         returns[done] = 0
         lengths[done] = 0
         return finished
 
+    def log(self) -> dict:
+        """Mean score and length of the episodes ended since the last call, in every torchrun process."""
+        finished, self.finished_returns, self.finished_lengths = (
+            (self.finished_returns, self.finished_lengths), [], [])
+        if dist.is_initialized():
+            gathered = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, finished)
+            others = [r for i, (returns, _) in enumerate(gathered) if i != dist.get_rank() for r in returns]
+            self.recent_returns.extend(others)  # so "return(last 100)" covers every process
+            finished = ([r for returns, _ in gathered for r in returns],
+                        [n for _, lengths in gathered for n in lengths])
+        if not finished[0]:
+            return {}
+        return {"charts/episodic_return": float(np.mean(finished[0])),
+                "charts/episodic_length": float(np.mean(finished[1]))}
 
+
+# ---------------------------------------------------------------------------------------------------------
+# Normalisation: observations by a random agent's statistics, rewards by the std of their discounted sum
+# ---------------------------------------------------------------------------------------------------------
 def random_agent_obs_stats(args: Args, seed: int, rng: np.random.Generator):
     """Per-pixel mean and one scalar std (per-pixel std averaged over pixels) of random-agent frames:
     --obs-norm-steps steps shared by --obs-norm-envs envs of their own, few enough that each plays whole
     episodes, as the reference's one env does. Spread over 128 envs, 79 steps each, they would describe only
     episode starts: on Breakout a std 27% too low and per-pixel means 44 grey levels off (spec section 3)."""
+    print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps "
+          f"in {args.obs_norm_envs} envs")
     envs = make_envs(args.env_id, args.obs_norm_envs, args.max_episode_steps)
     envs.reset(seed=seed)
     total = np.zeros(envs.single_observation_space.shape)
@@ -296,7 +276,7 @@ class ObservationNorm(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.movedim(-3, -1).contiguous().float()  # (..., H, W, C) in memory
-        x.sub_(self.mean.movedim(-3, -1).contiguous()).div_(self.std)  # in place, mean in the same layout: fastest
+        x.sub_(self.mean.movedim(-3, -1).contiguous()).div_(self.std)  # in place, mean in the same layout
         return x.movedim(-1, -3)  # (..., C, H, W) again, with C varying fastest
 
 
@@ -323,8 +303,8 @@ class RunningMeanStd:
     def update(self, x: np.ndarray) -> None:
         batch_mean, batch_var, batch_count = x.mean(0), x.var(0), x.shape[0]
         if dist.is_initialized():  # torchrun: one batch made of every process's (scalar statistics only)
-            moments = torch.tensor([batch_count, batch_count * batch_mean, batch_count * (batch_var + batch_mean**2)],
-                                   dtype=torch.float64)
+            moments = torch.tensor([batch_count, batch_count * batch_mean,
+                                    batch_count * (batch_var + batch_mean**2)], dtype=torch.float64)
             dist.all_reduce(moments)
             batch_count, batch_mean = moments[0].item(), (moments[1] / moments[0]).item()
             batch_var = (moments[2] / moments[0]).item() - batch_mean**2
@@ -336,13 +316,19 @@ class RunningMeanStd:
         self.count = total
 
 
-def normalize_rewards(rewards: np.ndarray, reward_filter: RewardForwardFilter, reward_rms: RunningMeanStd):
-    """Divides (T, N) rewards by the running std of their per-env discounted sum; the mean stays."""
-    filtered = np.stack([reward_filter.update(r) for r in rewards])  # along time, never across envs
+def normalize_rewards(rewards: torch.Tensor, reward_filter: RewardForwardFilter,
+                      reward_rms: RunningMeanStd) -> torch.Tensor:
+    """Divides (T, N) rewards by the running std of their per-env discounted sum; the mean stays.
+    The statistics are float64 numpy, as in the reference; the result is float32 on the rewards' device."""
+    rewards_np = rewards.cpu().numpy()
+    filtered = np.stack([reward_filter.update(r) for r in rewards_np])  # along time, never across envs
     reward_rms.update(filtered.ravel())
-    return rewards / np.sqrt(reward_rms.var)
+    return torch.as_tensor(rewards_np / np.sqrt(reward_rms.var), dtype=torch.float32, device=rewards.device)
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Networks: the policy, the feature encoder phi and the forward model f
+# ---------------------------------------------------------------------------------------------------------
 def normc_(layer: nn.Module, std: float = 1.0) -> nn.Module:
     """Reference init of dense layers: Gaussian weights, each unit's weight vector scaled to norm `std`."""
     with torch.no_grad():
@@ -360,11 +346,12 @@ def glorot_(layer: nn.Module) -> nn.Module:
 
 
 def conv_trunk(out_dim: int) -> nn.Sequential:
-    """84x84x4 frames to `out_dim` features; the policy and each encoder get their own copy."""
+    """84x84x4 frames to `out_dim` features; the policy and each encoder get their own copy. LeakyReLU's slope
+    is TensorFlow's 0.2, not torch's 0.01; in place, so each layer saves one tensor for backward, not two."""
     return nn.Sequential(
-        glorot_(nn.Conv2d(4, 32, 8, stride=4)), nn.LeakyReLU(0.2, inplace=True),  # TensorFlow's slope, not 0.01
-        glorot_(nn.Conv2d(32, 64, 4, stride=2)), nn.LeakyReLU(0.2, inplace=True),  # in place: one saved tensor
-        glorot_(nn.Conv2d(64, 64, 3, stride=1)), nn.LeakyReLU(0.2, inplace=True),  # per layer, not two
+        glorot_(nn.Conv2d(4, 32, 8, stride=4)), nn.LeakyReLU(0.2, inplace=True),
+        glorot_(nn.Conv2d(32, 64, 4, stride=2)), nn.LeakyReLU(0.2, inplace=True),
+        glorot_(nn.Conv2d(64, 64, 3, stride=1)), nn.LeakyReLU(0.2, inplace=True),
         nn.Flatten(), normc_(nn.Linear(64 * 7 * 7, out_dim)),  # no activation on the output
     )
 
@@ -402,28 +389,32 @@ class Features(nn.Module):
         # TensorFlow's conv2d_transpose(padding="same") gives in * stride pixels by cropping the full
         # output (in - 1) * stride + k by (k - stride) // 2 before and the rest after: here 1/1, 3/3, 2/3.
         # torch crops `padding` on both sides, so the last deconv gives 97 and decode() drops the 97th.
+        # Sizes: 8 -> 16 -> 32 -> 97 pixels a side.
         self.decoder = nn.Sequential(
-            normc_(nn.Linear(feature_dim, 64 * 8 * 8)), nn.LeakyReLU(0.2, inplace=True), nn.Unflatten(1, (64, 8, 8)),
-            glorot_(nn.ConvTranspose2d(64, 128, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, inplace=True),  # 16x16
-            glorot_(nn.ConvTranspose2d(128, 64, 8, stride=2, padding=3)), nn.LeakyReLU(0.2, inplace=True),  # 32x32
-            glorot_(nn.ConvTranspose2d(64, 4, 8, stride=3, padding=2)),  # 97x97, linear
+            normc_(nn.Linear(feature_dim, 64 * 8 * 8)), nn.LeakyReLU(0.2, inplace=True),
+            nn.Unflatten(1, (64, 8, 8)),
+            glorot_(nn.ConvTranspose2d(64, 128, 4, stride=2, padding=1)), nn.LeakyReLU(0.2, inplace=True),
+            glorot_(nn.ConvTranspose2d(128, 64, 8, stride=2, padding=3)), nn.LeakyReLU(0.2, inplace=True),
+            glorot_(nn.ConvTranspose2d(64, 4, 8, stride=3, padding=2)),  # linear output
         )
         self.pixel_bias = nn.Parameter(torch.zeros(4, 84, 84))  # learned per-pixel bias of the decoder mean
         self.decoder_scale = nn.Parameter(torch.ones(()))  # one std for every pixel: softplus(max(scale, -4))
-        self.register_buffer("ob_std", torch.ones(()))  # main sets the observation std: dequantisation is U(0,1)/std
+        # main sets the observation std: the dequantisation noise is U(0, 1) / std in normalised units
+        self.register_buffer("ob_std", torch.ones(()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x).chunk(2, dim=-1)[0]  # the features are mu, not a sample
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Decoder mean of (B, D) latents: (B, 4, 84, 84) normalised frames (96x96 cropped by 6 on each side)."""
+        """Decoder mean of (B, D) latents: (B, 4, 84, 84) normalised frames (96x96 cropped by 6 each side)."""
         return self.decoder(z)[:, :, 6:90, 6:90] + self.pixel_bias
 
     def decoder_std(self) -> torch.Tensor:
         return F.softplus(self.decoder_scale.clamp(min=-4.0))
 
     def loss(self, x: torch.Tensor, actions: torch.Tensor):
-        """Features (mu) of a (T+1, n) sequence of normalised frames; VAE loss on its T current frames; metrics."""
+        """Features (mu) of a (T+1, n) sequence of normalised frames, VAE loss on its T current frames,
+        metrics."""
         mu, s = apply_flat(self.encoder, x).float().chunk(2, dim=-1)  # float32 KL even under --bf16
         mean, std = mu[:-1], F.softplus(s[:-1])
         kl = (0.5 * (mean.pow(2) + std.pow(2) - 1) - std.log()).sum(-1)  # KL(N(mean, std^2) || N(0, I))
@@ -432,8 +423,9 @@ class Features(nn.Module):
         with torch.no_grad():  # dequantised frame (obs + U(0, 1) - ob_mean) / ob_std
             target = x[:-1] + torch.rand_like(x[:-1]) / self.ob_std
         scale = self.decoder_std()
-        nll = 0.5 * (reconstruction - target).pow(2).flatten(2).sum(-1) / scale.pow(2)  # one pixel-sized tensor kept
-        nll = nll + target[0, 0].numel() * (scale.log() + 0.5 * float(np.log(2 * np.pi)))  # summed over 84x84x4
+        # Gaussian -log p of the frame, summed over its 84x84x4 pixels; one pixel-sized tensor kept
+        nll = 0.5 * (reconstruction - target).pow(2).flatten(2).sum(-1) / scale.pow(2)
+        nll = nll + target[0, 0].numel() * (scale.log() + 0.5 * float(np.log(2 * np.pi)))
         loss = (nll + kl).mean()  # averaged over the batch only; no beta
         metrics = {"losses/aux_loss": loss, "losses/reconstruction_nll": nll.mean(), "losses/kl": kl.mean(),
                    "charts/decoder_std": scale}
@@ -452,7 +444,8 @@ def write_png(rows: list, path: str) -> None:
     height, width = image.shape
 
     def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        checksum = zlib.crc32(tag + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", checksum)
 
     raw = b"".join(b"\x00" + row.tobytes() for row in image)  # filter type 0 on every row
     with open(path, "wb") as f:
@@ -495,12 +488,33 @@ class ForwardModel(nn.Module):
         return self.out(with_action(x))
 
 
+# ---------------------------------------------------------------------------------------------------------
+# The algorithm: curiosity reward, advantages, minibatches
+# ---------------------------------------------------------------------------------------------------------
 def prediction_error(forward_model: nn.Module, features: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
     """Per-transition forward-model error on a (T+1, n, ...) feature sequence: the curiosity reward
     r_t = -log p(phi(x_{t+1}) | x_t, a_t) of paper eq. 1 under a fixed-variance Gaussian."""
     features = features.detach()  # input and target: the forward loss must never shape phi, or phi collapses
     prediction = forward_model(features[:-1].flatten(0, 1), actions.flatten())
-    return (prediction.float() - features[1:].flatten(0, 1).float()).pow(2).flatten(1).mean(1).view(actions.shape)
+    error = (prediction.float() - features[1:].flatten(0, 1).float()).pow(2)
+    return error.flatten(1).mean(1).view(actions.shape)
+
+
+def intrinsic_reward(phi: nn.Module, forward_model: nn.Module, obs_norm: nn.Module, obs: torch.Tensor,
+                     actions: torch.Tensor, chunks: int):
+    """Curiosity reward of a (T+1, N) rollout of frames by the forward model that was current during it
+    (paper eq. 1), computed `chunks` groups of envs at a time to bound memory. Also returns the features
+    (float32) when phi is fixed (`phi.cache`: every epoch of the update reuses them; else None), and the
+    features' std over the batch, averaged over dimensions."""
+    rewards = torch.zeros(actions.shape, device=actions.device)
+    cached, stds = [], []
+    for envs in torch.arange(actions.shape[1], device=actions.device).chunk(chunks):
+        features = apply_flat(phi, obs_norm(obs[:, envs]))
+        rewards[:, envs] = prediction_error(forward_model, features, actions[:, envs])
+        stds.append(features.flatten(0, 1).flatten(1).float().std(0).mean())
+        if phi.cache:
+            cached.append(features.float())
+    return rewards, torch.cat(cached, dim=1) if cached else None, torch.stack(stds).mean().item()
 
 
 def gae(rewards, values, next_value, dones, gamma: float, lam: float, use_dones: bool):
@@ -515,21 +529,23 @@ def gae(rewards, values, next_value, dones, gamma: float, lam: float, use_dones:
     return advantages, advantages + values[:-1]
 
 
-class PhaseTimer:
-    """Wall-clock seconds of each phase of an iteration: `lap(phase)` charges the time since the previous lap
-    to `phase`. With `sync` it first waits for the GPU, so asynchronous CUDA work counts where it was queued."""
-
-    def __init__(self, sync: bool):
-        self.sync = sync
-        self.seconds = {}
-        self.last = time.perf_counter()
-
-    def lap(self, phase: str) -> None:
-        if self.sync:
-            torch.cuda.synchronize()
-        now = time.perf_counter()
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
-        self.last = now
+def ppo_loss(policy: Policy, x: torch.Tensor, actions, logprobs, advantages, returns, args: Args):
+    """PPO's loss on (T, n) minibatch tensors: the clipped surrogate, the entropy bonus and the value loss;
+    also its parts, for the log."""
+    logits, value = policy(x.flatten(0, 1))
+    pi = Categorical(logits=logits)
+    logratio = pi.log_prob(actions.flatten()) - logprobs.flatten()
+    ratio = logratio.exp()
+    advantages = advantages.flatten()
+    clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
+    pg_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()
+    v_loss = 0.5 * (value - returns.flatten()).pow(2).mean()
+    entropy = pi.entropy().mean()
+    with torch.no_grad():
+        stats = {"losses/policy_loss": pg_loss, "losses/value_loss": v_loss, "losses/entropy": entropy,
+                 "losses/approx_kl": 0.5 * logratio.pow(2).mean(),
+                 "losses/clipfrac": ((ratio - 1).abs() > args.clip_coef).float().mean()}
+    return pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss, stats
 
 
 def global_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -553,8 +569,155 @@ def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
     return float("nan") if var_y == 0 else float(1 - (y_true - y_pred).var() / var_y)
 
 
+# =========================================================================================================
+# Plumbing: validation, torchrun, run directory, checkpoints, evaluation and video, logging. Nothing here
+# changes what is learned; a first reading can skip to __main__.
+# =========================================================================================================
 # Settings a resumed or evaluated run must share with its checkpoint: they fix the envs and the networks
 FIXED_BY_CHECKPOINT = ("env_id", "num_envs", "num_steps", "max_episode_steps", "feature_dim", "seed")
+
+
+def parse_args() -> tuple[Args, Optional[dict]]:
+    """The flags, checked; with --resume or --eval-checkpoint, the checkpoint's settings overridden by the
+    flags given now, and the checkpoint."""
+    args, checkpoint = tyro.cli(Args), None
+    if args.resume or args.eval_checkpoint:
+        checkpoint = load_checkpoint(args.resume or args.eval_checkpoint)
+        args = tyro.cli(Args, default=Args(**{**checkpoint["args"], "resume": None, "eval_checkpoint": None}))
+    check_args(args, checkpoint)
+    return args, checkpoint
+
+
+def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
+    """Stops with one line on impossible settings, before any env or network is built."""
+
+    def stop(name: str, must: str):
+        raise SystemExit(f"error: --{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
+
+    for field in dataclasses.fields(args):  # every count, size and interval
+        if field.type is int and field.name not in ("seed", "save_every") and getattr(args, field.name) <= 0:
+            stop(field.name, "positive")
+    if args.num_envs % args.env_parts:
+        stop("env_parts", f"a divisor of --num-envs {args.num_envs}")
+    if args.num_envs % args.num_minibatches:
+        raise SystemExit(f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
+                         f"{args.num_minibatches}: each minibatch holds whole env trajectories")
+    processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
+    steps_per_iteration = args.num_envs * args.num_steps * processes
+    if args.total_timesteps < steps_per_iteration:
+        times = "--num-envs x --num-steps" + (f" x {processes} processes" if processes > 1 else "")
+        raise SystemExit(f"error: --total-timesteps {args.total_timesteps} is less than one iteration "
+                         f"({times} = {steps_per_iteration})")
+    # Each test is written as `not` of the valid range, so that NaN fails it too
+    for name in ("seed", "save_every", "max_grad_norm", "ent_coef", "vf_coef", "int_coef", "ext_coef"):
+        if not 0 <= getattr(args, name) < math.inf:
+            stop(name, "0 or more and finite")
+    for name in ("learning_rate", "clip_coef"):
+        if not 0 < getattr(args, name) < math.inf:
+            stop(name, "positive and finite")
+    for name in ("gamma", "gae_lambda"):
+        if not 0 <= getattr(args, name) <= 1:
+            stop(name, "between 0 and 1")
+    if args.resume and args.eval_checkpoint:
+        raise SystemExit("error: give --resume (train on) or --eval-checkpoint (play and score), not both")
+    if "/" in args.exp_name or os.sep in args.exp_name or args.exp_name in ("", ".", ".."):
+        raise SystemExit(f"error: --exp-name {args.exp_name!r} names a folder in --log-dir: "
+                         "no '/', '.' or '..'")
+    frames = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84  # the rollout's uint8 frames alone
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if frames > memory / 2:
+        raise SystemExit(f"error: --num-envs {args.num_envs} x --num-steps {args.num_steps} need "
+                         f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this "
+                         f"machine's {memory / 2**30:.0f} GiB; use fewer envs or steps, or several "
+                         "processes under torchrun")
+    if args.track and importlib.util.find_spec("wandb") is None:
+        raise SystemExit("error: --track logs to Weights and Biases: pip install wandb, or drop the flag")
+    if args.capture_video and importlib.util.find_spec("av") is None:
+        raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
+                         "or drop the flag")
+    ale_game(args.env_id)
+    if checkpoint is not None:
+        check_checkpoint_args(args, checkpoint, processes)
+
+
+def check_checkpoint_args(args: Args, checkpoint: dict, processes: int) -> None:
+    for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
+        if getattr(args, name) != checkpoint["args"][name]:
+            raise SystemExit(f"error: the checkpoint was trained with --{name.replace('_', '-')} "
+                             f"{checkpoint['args'][name]}, not {getattr(args, name)}; drop the flag "
+                             "(a checkpoint keeps its env and network sizes)")
+    if not args.resume:
+        return
+    saved_processes = len(checkpoint["ranks"])
+    if not all(isinstance(part, dict) and "recent_returns" in part for part in checkpoint["ranks"]):
+        raise SystemExit(
+            "error: the checkpoint was written by an earlier version of this script, whose resume replayed "
+            "every action; resume it with that version, or score it with --eval-checkpoint")
+    if saved_processes != processes:
+        raise SystemExit(f"error: the checkpoint holds {saved_processes} processes' envs, not {processes}; "
+                         f"resume it with torchrun --nproc_per_node {saved_processes} "
+                         "(or plain python for 1)")
+    if args.total_timesteps < checkpoint["global_step"] + args.num_envs * args.num_steps * saved_processes:
+        raise SystemExit(
+            f"error: the checkpoint is at step {checkpoint['global_step']:,}, so --total-timesteps "
+            f"{args.total_timesteps:,} leaves no iteration to train; pass a larger --total-timesteps")
+
+
+def setup_torchrun(args: Args) -> tuple[int, int, torch.device]:
+    """Rank, number of processes and device. Under torchrun each process steps its own N envs; gradients and
+    statistics are shared, and rank 0 alone prints, logs and saves."""
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    use_cuda = torch.cuda.is_available() and args.cuda
+    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if use_cuda else "cpu")
+    if world_size > 1:
+        # Adam's constructor imports torch._dynamo, whose modules bind the process group as default arguments.
+        # Imported after init_process_group, they keep it alive past destroy_process_group, and a gloo thread
+        # still releasing the last collective then aborts the exit ("terminate called without an active
+        # exception"): import it first
+        importlib.import_module("torch._dynamo")  # (an import statement here would make torch a local name)
+        dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
+        if rank > 0:
+            sys.stdout = open(os.devnull, "w")
+    return rank, world_size, device
+
+
+def open_run_dir(args: Args, world_size: int) -> str:
+    """The run directory: a new one in --log-dir (named by rank 0), or on --resume the checkpoint's. Until
+    training starts, Ctrl-C or SIGTERM stops at once and removes it if it is still empty."""
+    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if world_size > 1:
+        names = [run_name]
+        dist.broadcast_object_list(names, src=0)
+        run_name = names[0]
+    run_dir = os.path.join(args.log_dir, run_name)
+    if args.resume:  # the run directory is where its checkpoint lies
+        run_dir = os.path.dirname(os.path.abspath(args.resume))
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+    except OSError as err:
+        raise SystemExit(f"error: cannot create the run directory {run_dir!r} ({err.strerror}); "
+                         "pass a writable --log-dir")
+    if not os.access(run_dir, os.W_OK):
+        raise SystemExit(f"error: the run directory {run_dir!r} is not writable; pass a writable --log-dir")
+    if os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp")):  # a write cut by kill -9
+        os.remove(os.path.join(run_dir, "checkpoint.pt.tmp"))  # the checkpoint itself is whole
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, partial(stop_before_training, run_dir))
+    return run_dir
+
+
+def stop_before_training(run_dir: str, signum, frame):
+    """SIGINT or SIGTERM while the envs, statistics and networks are built: nothing to save yet."""
+    if os.path.isdir(run_dir) and not os.listdir(run_dir):
+        os.rmdir(run_dir)
+    print(f"{signal.Signals(signum).name}: stopped before the first iteration; nothing saved",
+          file=sys.stderr)
+    raise SystemExit(128 + signum)
+
+
+def stop_on_signal(signum, frame):
+    """SIGINT and SIGTERM stop training the same way, through KeyboardInterrupt."""
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def load_checkpoint(path: str) -> dict:
@@ -564,35 +727,67 @@ def load_checkpoint(path: str) -> dict:
     try:  # a checkpoint is a pickle: load only your own
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as err:
-        raise SystemExit(f"error: {path!r} is not a readable checkpoint ({type(err).__name__}: {err})".splitlines()[0])
+        reason = f"{type(err).__name__}: {err}".splitlines()[0]
+        raise SystemExit(f"error: {path!r} is not a readable checkpoint ({reason})")
     script = os.path.basename(__file__)
     if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
         other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-        raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; use that script")
+        raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; "
+                         "use that script")
     parts = {"args", "iteration", "global_step", "networks", "optimizer", "reward_rms", "ranks"}
     if missing := ", ".join(sorted(parts - set(checkpoint))):
         raise SystemExit(f"error: {path!r} lacks {missing}: not a whole checkpoint of {script}")
     return checkpoint
 
 
-def check_checkpoint_args(args: Args, checkpoint: dict) -> None:
-    for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
-        if getattr(args, name) != checkpoint["args"][name]:
-            raise SystemExit(
-                f"error: the checkpoint was trained with --{name.replace('_', '-')} {checkpoint['args'][name]}, "
-                f"not {getattr(args, name)}; drop the flag (a checkpoint keeps its env and network sizes)"
-            )
-    saved_parts = checkpoint["ranks"]
-    if args.resume and not all(isinstance(part, dict) and "recent_returns" in part for part in saved_parts):
-        raise SystemExit(
-            "error: the checkpoint was written by an earlier version of this script, whose resume replayed "
-            "every action; resume it with that version, or score it with --eval-checkpoint")
-    batch_size = args.num_envs * args.num_steps * len(checkpoint["ranks"])
-    if args.resume and args.total_timesteps < checkpoint["global_step"] + batch_size:
-        raise SystemExit(
-            f"error: the checkpoint is at step {checkpoint['global_step']:,}, so --total-timesteps "
-            f"{args.total_timesteps:,} leaves no iteration to train; pass a larger --total-timesteps"
-        )
+def process_state(reward_filter: RewardForwardFilter, episodes: EpisodeStats, rng: np.random.Generator,
+                  device: torch.device, **more) -> dict:
+    """What differs between torchrun processes; nothing in it grows with the run."""
+    return {"reward_filter": reward_filter.rewems, "recent_returns": list(episodes.recent_returns),
+            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, **more}
+
+
+def training_state(args: Args, iteration: int, global_step: int, networks: dict, optimizer, reward_rms,
+                   process: dict) -> dict:
+    """A copy of everything a checkpoint holds, taken now; rank 0 holds every process's `process` part,
+    so that one checkpoint restores them all."""
+    ranks = [process]
+    if dist.is_initialized():
+        ranks = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+        dist.gather_object(process, ranks, dst=0)
+    return copy.deepcopy({
+        "script": os.path.basename(__file__), "args": vars(args), "iteration": iteration,
+        "global_step": global_step, "networks": {name: m.state_dict() for name, m in networks.items()},
+        "optimizer": optimizer.state_dict(), "reward_rms": vars(reward_rms), "ranks": ranks,
+    })
+
+
+def restore(checkpoint: dict, rank: int, args: Args, networks: dict, optimizer, reward_rms: RunningMeanStd,
+            reward_filter: RewardForwardFilter, episodes: EpisodeStats, rng, device) -> tuple[int, dict]:
+    """Puts the checkpoint's state into the new run's objects: everything that decides what comes next
+    except the envs (ALE cannot save them). Returns its global step and this process's part."""
+    print(f"resuming after iteration {checkpoint['iteration']} (step {checkpoint['global_step']:,}): "
+          "networks, optimizer, normalisers and random streams as saved; the envs start new episodes")
+    for name, module in networks.items():
+        module.load_state_dict(checkpoint["networks"][name])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    for group in optimizer.param_groups:
+        group["lr"] = args.learning_rate
+    vars(reward_rms).update(checkpoint["reward_rms"])
+    process = checkpoint["ranks"][rank]
+    reward_filter.rewems = process["reward_filter"]
+    episodes.recent_returns.extend(process["recent_returns"])  # the episodes the stop cut are not logged
+    restore_rng_states(process, rng, device)
+    return checkpoint["global_step"], process
+
+
+def restore_rng_states(process: dict, rng: np.random.Generator, device: torch.device) -> None:
+    """This process's random streams as its checkpoint left them; the GPU's only when training on one."""
+    rng.bit_generator.state = process["rng"]
+    torch.set_rng_state(process["torch_rng"])
+    if device.type == "cuda" and process["cuda_rng"] is not None:  # a tensor: its truth value would raise
+        torch.cuda.set_rng_state(process["cuda_rng"], device)
 
 
 def save_checkpoint(state: dict, path: str) -> Optional[str]:
@@ -622,7 +817,7 @@ def save_checkpoint(state: dict, path: str) -> Optional[str]:
 
 
 def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
-    """Name of the first of the intrinsic reward, the losses and the networks' weights that is NaN or infinite."""
+    """Name of the first of the intrinsic reward, the losses and the weights that is NaN or infinite."""
     for name in ["charts/intrinsic_reward_mean", *(k for k in scalars if k.startswith("losses/"))]:
         if not math.isfinite(scalars[name]) and name != "losses/explained_variance":  # that one may be NaN
             return name
@@ -632,33 +827,43 @@ def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
     return None
 
 
-def restore_rng_states(own: dict, rng: np.random.Generator, device: torch.device) -> None:
-    """This process's random streams as its checkpoint left them; the GPU's only when training on one."""
-    rng.bit_generator.state = own["rng"]
-    torch.set_rng_state(own["torch_rng"])
-    if device.type == "cuda" and own["cuda_rng"] is not None:  # a tensor: its truth value would raise
-        torch.cuda.set_rng_state(own["cuda_rng"], device)
-
-
-def stop_before_training(run_dir: str, signum, frame):
-    """SIGINT or SIGTERM while the envs, statistics and networks are built: nothing to save yet."""
-    if os.path.isdir(run_dir) and not os.listdir(run_dir):
-        os.rmdir(run_dir)
-    print(f"{signal.Signals(signum).name}: stopped before the first iteration; nothing saved", file=sys.stderr)
-    raise SystemExit(128 + signum)
-
-
-def stop_on_signal(signum, frame):
-    """SIGINT and SIGTERM stop training the same way, through KeyboardInterrupt."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+def finish(snapshot: Optional[dict], checkpoint: Optional[dict], checkpoint_path: str, failure: Optional[str],
+           stopped_by: Optional[str], params: list) -> None:
+    """Saves the last finished iteration (unless the checkpoint on disk holds it), checks that torchrun's
+    processes agree, and says how to go on; a stop or a failure exits with its code."""
+    rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    if snapshot is None:
+        raise SystemExit(failure or f"{stopped_by}: stopped before the first iteration ended; "
+                         "nothing to save")
+    if rank == 0 and snapshot is not checkpoint and (error := save_checkpoint(snapshot, checkpoint_path)):
+        raise SystemExit(f"error: {error}")
+    if world_size > 1 and not (failure or stopped_by):  # the processes' weights must never have drifted apart
+        sums = [None] * world_size
+        dist.all_gather_object(sums, sum(p.double().sum().item() for p in params))
+        if len(set(sums)) > 1:
+            raise SystemExit(f"error: the processes' weights differ at the end (checksums {sums})")
+        print(f"weights identical in all {world_size} processes (checksum {sums[0]:.12g})")
+        dist.destroy_process_group()
+    launcher = "python" if world_size == 1 else f"torchrun --nproc_per_node {world_size}"
+    resume_command = f"{launcher} {os.path.basename(__file__)} --resume {checkpoint_path}"
+    saved = (f"checkpoint {checkpoint_path} holds iteration {snapshot['iteration']} "
+             f"(step {snapshot['global_step']:,})")
+    if failure:
+        raise SystemExit(f"{failure}; {saved}, the last good state")
+    if stopped_by:
+        print(f"{saved}; continue with: {resume_command}", flush=True)
+        raise SystemExit(128 + signal.Signals[stopped_by].value)
+    print(f"{saved}; train longer with: {resume_command} --total-timesteps N; "
+          "score it with --eval-checkpoint", flush=True)
 
 
 def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: int, greedy: bool, seed: int,
              video_path: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw game score and length of `episodes` whole episodes, played in envs of their own; each env plays a
-    fixed share, so short episodes are not favoured. With `video_path`, env 0's first episode goes to an mp4."""
+    """Raw game score and length of `episodes` whole episodes, played in envs of their own; each env plays
+    a fixed share, so short episodes are not favoured. With `video_path`, env 0's first episode goes to an
+    mp4."""
     envs = make_envs(args.env_id, min(episodes, args.num_envs), args.max_episode_steps)
-    share = np.full(envs.num_envs, episodes // envs.num_envs) + (np.arange(envs.num_envs) < episodes % envs.num_envs)
+    share = episodes // envs.num_envs + (np.arange(envs.num_envs) < episodes % envs.num_envs)
     obs, stats = envs.reset(seed=seed)[0], EpisodeStats(envs.num_envs)
     device = obs_norm.mean.device
     generator = torch.Generator(device).manual_seed(seed)  # its own, so training's random stream is untouched
@@ -666,7 +871,10 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
     while len(returns) < episodes:
         with torch.no_grad():
             logits = policy(obs_norm(torch.from_numpy(obs).to(device)))[0]
-        actions = logits.argmax(-1) if greedy else torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+        if greedy:
+            actions = logits.argmax(-1)
+        else:
+            actions = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
         if frames is not None:
             frames.append(obs[0, -1])
         obs, rewards, terminated, truncated, _ = envs.step(actions.cpu().numpy())
@@ -686,14 +894,25 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
 def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
     """--eval-checkpoint: plays the checkpoint's policy and prints the raw game score."""
     saved = checkpoint["networks"]
-    policy, obs_norm = Policy(len(saved["policy"]["logits.bias"])), ObservationNorm(saved["obs_norm"]["mean"], 1.0)
+    policy = Policy(len(saved["policy"]["logits.bias"]))
+    obs_norm = ObservationNorm(saved["obs_norm"]["mean"], 1.0)
     policy.load_state_dict(saved["policy"])
     obs_norm.load_state_dict(saved["obs_norm"])
     video = args.eval_checkpoint[: -len(".pt")] + "_eval.mp4" if args.capture_video else None
-    scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1, video)
+    scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1,
+                               video)
     print(f"{args.eval_episodes} episodes of {args.env_id} at step {checkpoint['global_step']:,}"
           f"{' (greedy)' if args.eval_greedy else ''}: score {scores.mean():.1f} +- {scores.std():.1f}, "
           f"length {lengths.mean():.0f} +- {lengths.std():.0f}" + (f"; video {video}" if video else ""))
+
+
+def record_video(policy: Policy, obs_norm: ObservationNorm, args: Args, run_dir: str, global_step: int,
+                 iteration: int) -> None:
+    """--capture-video: one episode of the current policy, beside the checkpoint."""
+    video = os.path.join(run_dir, "videos", f"step_{global_step:012d}.mp4")
+    os.makedirs(os.path.dirname(video), exist_ok=True)
+    score = evaluate(policy, obs_norm, args, 1, False, args.seed + iteration, video)[0][0]
+    print(f"video {video}: one episode, score {score:.0f}", flush=True)
 
 
 def write_video(frames: list, path: str, fps: int = 15) -> None:
@@ -709,54 +928,83 @@ def write_video(frames: list, path: str, fps: int = 15) -> None:
         container.mux(stream.encode())
 
 
-if __name__ == "__main__":
-    args = tyro.cli(Args)
-    checkpoint = None
-    if args.resume or args.eval_checkpoint:  # the checkpoint's settings, overridden by the flags given now
-        checkpoint = load_checkpoint(args.resume or args.eval_checkpoint)
-        args = tyro.cli(Args, default=Args(**{**checkpoint["args"], "resume": None, "eval_checkpoint": None}))
-        check_checkpoint_args(args, checkpoint)
-    check_args(args)
-    if args.eval_checkpoint:
-        raise SystemExit(evaluate_checkpoint(args, checkpoint))
+def open_logs(args: Args, run_dir: str, resumed: bool, global_step: int) -> SummaryWriter:
+    """TensorBoard (and with --track, Weights and Biases). On resume, purge_step drops what the stopped run
+    logged after its checkpoint."""
+    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if resumed else None)
+    table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
+    writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
+    if args.track:
+        import wandb
 
-    # torchrun: K processes, each with its own N envs; gradients and statistics are shared, rank 0 logs and saves
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    use_cuda = torch.cuda.is_available() and args.cuda
-    device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if use_cuda else "cpu")
-    if world_size > 1:
-        # Adam's constructor imports torch._dynamo, whose modules bind the process group as default arguments.
-        # Imported after init_process_group, they keep it alive past destroy_process_group, and a gloo thread
-        # still releasing the last collective then aborts the exit ("terminate called without an active
-        # exception"): import it first
-        import torch._dynamo  # noqa: F401
-        dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
-        if rank > 0:
-            sys.stdout = open(os.devnull, "w")  # rank 0 alone prints
-    if checkpoint is not None and len(checkpoint["ranks"]) != world_size:
-        raise SystemExit(f"error: the checkpoint holds {len(checkpoint['ranks'])} processes' envs, not {world_size}; "
-                         f"resume it with torchrun --nproc_per_node {len(checkpoint['ranks'])} (or plain python for 1)")
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if world_size > 1:  # one run directory, named by rank 0
-        dist.broadcast_object_list(names := [run_name], src=0)
-        run_name = names[0]
-    run_dir = os.path.join(args.log_dir, run_name)
-    if args.resume:  # the run directory is where its checkpoint lies
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
-        run_name = os.path.basename(run_dir)
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
+                   config=vars(args), name=os.path.basename(run_dir), save_code=True)
+    return writer
+
+
+class PhaseTimer:
+    """Wall-clock seconds of each phase of an iteration: `lap(phase)` charges the time since the previous
+    lap to `phase`. With `sync` it first waits for the GPU, so asynchronous CUDA work counts where it was
+    queued."""
+
+    def __init__(self, sync: bool):
+        self.sync = sync
+        self.seconds = {}
+        self.start = self.last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        if self.sync:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self.last
+        self.last = now
+
+
+def average_gradients(params: list) -> None:
+    """torchrun: every process's gradient becomes the mean over every process's minibatch."""
+    for p in params:
+        dist.all_reduce(p.grad)
+        p.grad /= dist.get_world_size()
+
+
+def mean_over_processes(stats: dict) -> dict:
+    """Floats of a dict of scalar tensors, averaged over every torchrun process."""
+    if dist.is_initialized():
+        averaged = torch.stack(list(stats.values()))
+        dist.all_reduce(averaged)
+        stats = dict(zip(stats, averaged / dist.get_world_size()))
+    return {name: value.item() for name, value in stats.items()}
+
+
+def log_iteration(writer: Optional[SummaryWriter], scalars: dict, global_step: int, progress: str,
+                  seconds_left: float, recent_returns, phase_seconds: Optional[dict]) -> None:
+    """Writes the iteration's scalars to TensorBoard and prints one line (with --profile, two)."""
+    if writer is not None:
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, global_step)
+    recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+    if seconds_left < 86400:
+        left = time.strftime("%H:%M:%S", time.gmtime(seconds_left))
+    else:
+        left = f"{seconds_left / 86400:.1f} days"
+    print(f"iter {progress} step {global_step:,} frames {4 * global_step:,} SPS {scalars['charts/SPS']} "
+          f"return(last 100) {recent} r_int {scalars['charts/intrinsic_reward_mean']:.4g} left {left}",
+          flush=True)
+    if phase_seconds is not None:
+        print("  seconds:", ", ".join(f"{k} {v:.2f}" for k, v in phase_seconds.items()), flush=True)
+
+
+if __name__ == "__main__":
+    args, checkpoint = parse_args()
+    if args.eval_checkpoint:
+        evaluate_checkpoint(args, checkpoint)
+        sys.exit(0)
+    rank, world_size, device = setup_torchrun(args)
+    run_dir = open_run_dir(args, world_size)
     checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-    except OSError as err:
-        raise SystemExit(f"error: cannot create the run directory {run_dir!r} ({err.strerror}); pass a writable --log-dir")
-    if not os.access(run_dir, os.W_OK):
-        raise SystemExit(f"error: the run directory {run_dir!r} is not writable; pass a writable --log-dir")
-    if os.path.exists(checkpoint_path + ".tmp"):  # a write cut by kill -9; the checkpoint itself is whole
-        os.remove(checkpoint_path + ".tmp")
-    signal.signal(signal.SIGINT, partial(stop_before_training, run_dir))
-    signal.signal(signal.SIGTERM, partial(stop_before_training, run_dir))
-    batch_size = args.num_envs * args.num_steps * world_size  # agent steps of one iteration, over all processes
+    batch_size = args.num_envs * args.num_steps * world_size  # agent steps of an iteration, all processes
     num_iterations = args.total_timesteps // batch_size
+    start_iteration = checkpoint["iteration"] if checkpoint else 0
 
     # Seeding: everything, the envs included, so a CPU run repeats exactly; each process differently
     random.seed(args.seed + rank)
@@ -767,53 +1015,37 @@ if __name__ == "__main__":
     rng = np.random.default_rng(args.seed + rank)
     # Env i of process r, started after iteration k (0, or the checkpoint's on resume), gets the seed
     # seed + (k * processes + r) * num_envs + i: no two envs alike, and a resumed run plays new episodes
-    start_iteration = checkpoint["iteration"] if checkpoint else 0
     env_seed = args.seed + (start_iteration * world_size + rank) * args.num_envs
     autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)
 
-    # Envs, and the observation statistics of a random agent (on resume: the checkpoint's). ALE's vector env
-    # cannot save its state, so a resumed run's envs start new episodes: resuming costs the same at any step
+    # Envs in --env-parts parts, and the observation statistics of a random agent (on resume: the
+    # checkpoint's). ALE cannot save an env, so a resumed run's envs start new episodes
     part_size = args.num_envs // args.env_parts
     parts = [slice(k * part_size, (k + 1) * part_size) for k in range(args.env_parts)]  # env indices of each
     env_parts = [make_envs(args.env_id, part_size, args.max_episode_steps) for _ in parts]
-    envs = env_parts[0]  # its spaces are every part's
-    num_actions = envs.single_action_space.n
-    ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0  # rank 0's arrive with its weights
-    if checkpoint is None and rank == 0:
-        print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps "
-              f"in {args.obs_norm_envs} envs")
+    num_actions = env_parts[0].single_action_space.n
+    ob_mean, ob_std = np.zeros(env_parts[0].single_observation_space.shape), 1.0
+    if checkpoint is None and rank == 0:  # the other processes get rank 0's with its weights
         ob_mean, ob_std = random_agent_obs_stats(args, env_seed, rng)
-    elif checkpoint is not None:
-        print(f"resuming after iteration {start_iteration} (step {checkpoint['global_step']:,}): networks, "
-              "optimizer, normalisers and random streams as saved; the envs start new episodes")
     next_obs = [part_envs.reset(seed=env_seed + k * part_size)[0] for k, part_envs in enumerate(env_parts)]
     next_obs = torch.from_numpy(np.concatenate(next_obs)).to(device)  # env i: env_seed + i, for any parts
     episodes = EpisodeStats(args.num_envs)
 
-    # Networks: one Adam over everything trainable
+    # Networks: policy, feature encoder phi and forward model f, under one Adam
     obs_norm = ObservationNorm(ob_mean, ob_std).to(device)
     policy = Policy(num_actions).to(device)
     phi = Features(args.feature_dim, num_actions).to(device)
     phi.ob_std.fill_(float(ob_std))  # the VAE's dequantisation noise U(0, 1) is in raw pixel units
     forward_model = ForwardModel(args.feature_dim, num_actions).to(device)
+    networks = {"obs_norm": obs_norm, "policy": policy, "phi": phi, "forward_model": forward_model}
     params = [p for m in (policy, phi, forward_model) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-8, fused=True)  # one kernel: 3x faster
     reward_filter = RewardForwardFilter(args.gamma, args.num_envs)
     reward_rms = RunningMeanStd()
-    networks = {"obs_norm": obs_norm, "policy": policy, "phi": phi, "forward_model": forward_model}
     global_step = 0
-    if checkpoint is not None:  # everything else that decides what comes next
-        for name, module in networks.items():
-            module.load_state_dict(checkpoint["networks"][name])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = args.learning_rate
-        vars(reward_rms).update(checkpoint["reward_rms"])
-        own = checkpoint["ranks"][rank]  # this process's reward filter, episode log and random streams
-        reward_filter.rewems = own["reward_filter"]
-        episodes.recent_returns.extend(own["recent_returns"])  # the episodes the stop cut are not logged
-        restore_rng_states(own, rng, device)
-        global_step = checkpoint["global_step"]
+    if checkpoint is not None:
+        global_step, _ = restore(checkpoint, rank, args, networks, optimizer, reward_rms, reward_filter,
+                                 episodes, rng, device)
     if world_size > 1:  # every process starts from rank 0's weights and observation statistics
         for tensor in (t for module in networks.values() for t in module.state_dict().values()):
             dist.broadcast(tensor, src=0)
@@ -821,43 +1053,30 @@ if __name__ == "__main__":
     # Storage: frames stay uint8, channels-last like ObservationNorm's output (no transpose per minibatch);
     # obs[T] is the observation after the last step
     T, N = args.num_steps, args.num_envs
-    C, H, W = envs.single_observation_space.shape
-    obs = torch.zeros((T + 1, N, H, W, C), dtype=torch.uint8, device=device).movedim(-1, -3)  # (T+1, N, C, H, W)
+    C, H, W = env_parts[0].single_observation_space.shape
+    obs = torch.zeros((T + 1, N, H, W, C), dtype=torch.uint8, device=device).movedim(-1, -3)  # T+1,N,C,H,W
     actions = torch.zeros((T, N), dtype=torch.long, device=device)
-    logprobs, values, ext_rewards, int_rewards, dones = (torch.zeros((T, N), device=device) for _ in range(5))
-    feature_cache = torch.zeros((T + 1, N, args.feature_dim), device=device) if phi.cache else None
+    logprobs, values, ext_rewards, dones = (torch.zeros((T, N), device=device) for _ in range(4))
 
-    writer = SummaryWriter(run_dir, purge_step=global_step + 1 if checkpoint else None) if rank == 0 else None
-    if writer:  # rank 0 alone logs; purge_step drops what an interrupted run logged after its checkpoint
-        table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
-        writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    if args.track and rank == 0:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=run_name, save_code=True)
-    print(f"run {run_name}: {num_iterations} iterations of {batch_size} steps on {device}; logs in {run_dir}")
-
-    signal.signal(signal.SIGINT, stop_on_signal)  # from here a stop saves the last finished iteration
-    signal.signal(signal.SIGTERM, stop_on_signal)  # a scheduler's SIGTERM stops like Ctrl-C: checkpoint, then exit
+    writer = open_logs(args, run_dir, checkpoint is not None, global_step) if rank == 0 else None
+    print(f"run {os.path.basename(run_dir)}: {num_iterations} iterations of {batch_size} steps on {device}; "
+          f"logs in {run_dir}")
+    for signum in (signal.SIGINT, signal.SIGTERM):  # from here a stop saves the last finished iteration
+        signal.signal(signum, stop_on_signal)
     snapshot, stopped_by, failure = checkpoint, None, None  # snapshot: the last state a checkpoint may hold
     start_time = time.time()
     try:
         for iteration in range(start_iteration + 1, num_iterations + 1):
-            iteration_start = time.time()
             timer = PhaseTimer(sync=args.profile and device.type == "cuda")
-            finished_returns, finished_lengths = [], []
 
-            # Rollout with the current stochastic policy; envs are never reset between rollouts. The envs
-            # step in --env-parts parts in turn: a part's step t - 1 is received just before its action t is
-            # chosen, so each part's emulators run while the policy acts for the others. Pass T only receives
+            # 1. Rollout with the current stochastic policy; envs are never reset between rollouts. A part's
+            # step t - 1 is received just before its action t is chosen, so each part's emulators run while
+            # the policy acts for the others; pass T only receives
             for t in range(T + 1):
                 for part, part_envs in zip(parts, env_parts):
                     if t > 0:
                         next_obs_np, reward, terminated, truncated, _ = part_envs.recv()
-                        ep_returns, ep_lengths = episodes.update(reward, terminated, truncated, part)
-                        finished_returns.extend(ep_returns)
-                        finished_lengths.extend(ep_lengths)
+                        episodes.update(reward, terminated, truncated, part)
                         ext_rewards[t - 1, part] = torch.from_numpy(reward).to(device)
                         dones[t - 1, part] = torch.from_numpy(terminated | truncated).to(device)
                         next_obs[part] = torch.from_numpy(next_obs_np).to(device)
@@ -875,159 +1094,89 @@ if __name__ == "__main__":
             obs[T] = next_obs
             global_step += batch_size
 
-            # Rewards: the prediction error of the forward model that was current during the rollout
             with torch.no_grad(), autocast():
-                next_value = policy(obs_norm(next_obs))[1]
-                feature_stds = []
-                for chunk in torch.arange(N, device=device).chunk(args.num_minibatches):
-                    features = apply_flat(phi, obs_norm(obs[:, chunk]))
-                    int_rewards[:, chunk] = prediction_error(forward_model, features, actions[:, chunk])
-                    feature_stds.append(features.flatten(0, 1).flatten(1).float().std(0).mean())
-                    if phi.cache:
-                        feature_cache[:, chunk] = features.float()
+                # 2. Intrinsic reward: the forward model's prediction error (eq. 1), plus the clipped game
+                # reward when --ext-coef > 0, divided by the running std of its discounted sum
+                int_rewards, features, feature_std = intrinsic_reward(
+                    phi, forward_model, obs_norm, obs, actions, args.num_minibatches)
                 rewards = args.ext_coef * ext_rewards.clamp(-1, 1) + args.int_coef * int_rewards
-                rewards = normalize_rewards(rewards.cpu().numpy(), reward_filter, reward_rms)
-                rewards = torch.as_tensor(rewards, dtype=torch.float32, device=device)
+                rewards = normalize_rewards(rewards, reward_filter, reward_rms)
 
-                # Advantages, normalised once over the whole rollout
-                advantages, returns = gae(rewards, values, next_value, dones, args.gamma, args.gae_lambda, args.use_dones)
+                # 3. Advantages (GAE), normalised once over the whole rollout
+                next_value = policy(obs_norm(next_obs))[1]
+                advantages, returns = gae(rewards, values, next_value, dones, args.gamma, args.gae_lambda,
+                                          args.use_dones)
                 advantages_mean, advantages_std = global_mean_std(advantages)
-                norm_advantages = (advantages - advantages_mean) / (advantages_std + 1e-8)
+                advantages = (advantages - advantages_mean) / (advantages_std + 1e-8)
             timer.lap("rewards")
 
-            # Update: PPO + forward-model loss + the feature method's loss, one optimizer step per minibatch
-            stats = {}
+            # 4. Update: PPO + forward-model loss + the feature method's loss, one Adam step per minibatch
+            stats, num_minibatch_updates = {}, args.update_epochs * args.num_minibatches
             for epoch in range(args.update_epochs):
-                for mb in minibatch_envs(N, args.num_minibatches, rng):
-                    mb = torch.from_numpy(mb).to(device)
+                for envs_np in minibatch_envs(N, args.num_minibatches, rng):
+                    mb = torch.from_numpy(envs_np).to(device)
                     with autocast():  # a no-op unless --bf16; backward runs outside it, as torch advises
                         x = obs_norm(obs[:, mb])
-                        mb_actions = actions[:, mb].flatten()
-                        logits, value = policy(x[:-1].flatten(0, 1))
-                        pi = Categorical(logits=logits)
-                        logratio = pi.log_prob(mb_actions) - logprobs[:, mb].flatten()
-                        ratio = logratio.exp()
-                        mb_adv = norm_advantages[:, mb].flatten()
-                        clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
-                        pg_loss = torch.max(-mb_adv * ratio, -mb_adv * clipped_ratio).mean()
-                        v_loss = 0.5 * (value - returns[:, mb].flatten()).pow(2).mean()
-                        entropy = pi.entropy().mean()
-
-                        if phi.cache:
-                            features, aux_loss, aux_stats = feature_cache[:, mb], x.new_zeros(()), {}
-                        else:  # learned features move with every optimizer step
-                            features, aux_loss, aux_stats = phi.loss(x, actions[:, mb])
-                        dynamics_loss = prediction_error(forward_model, features, actions[:, mb]).mean()
-                        loss = pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss + dynamics_loss + aux_loss
-
+                        ppo, ppo_stats = ppo_loss(policy, x[:-1], actions[:, mb], logprobs[:, mb],
+                                                  advantages[:, mb], returns[:, mb], args)
+                        if features is not None:  # fixed phi: the rollout's features
+                            mb_features, aux_loss, aux_stats = features[:, mb], x.new_zeros(()), {}
+                        else:  # learned phi moves with every optimizer step
+                            mb_features, aux_loss, aux_stats = phi.loss(x, actions[:, mb])
+                        dynamics_loss = prediction_error(forward_model, mb_features, actions[:, mb]).mean()
+                        loss = ppo + dynamics_loss + aux_loss
                     optimizer.zero_grad()
                     loss.backward()
-                    if world_size > 1:  # the mean gradient over every process's minibatch
-                        for p in params:
-                            dist.all_reduce(p.grad)
-                            p.grad /= world_size
+                    if world_size > 1:
+                        average_gradients(params)
                     if args.max_grad_norm > 0:
                         nn.utils.clip_grad_norm_(params, args.max_grad_norm)
                     optimizer.step()
-
-                    with torch.no_grad():
-                        mb_stats = {
-                            "losses/policy_loss": pg_loss, "losses/value_loss": v_loss, "losses/entropy": entropy,
-                            "losses/approx_kl": 0.5 * logratio.pow(2).mean(),
-                            "losses/clipfrac": ((ratio - 1).abs() > args.clip_coef).float().mean(),
-                            "losses/dynamics_loss": dynamics_loss, **aux_stats,
-                        }
-                    for k, v in mb_stats.items():
-                        stats[k] = stats.get(k, 0.0) + v.detach() / (args.update_epochs * args.num_minibatches)
+                    with torch.no_grad():  # the log shows each loss averaged over every minibatch
+                        mb_stats = {**ppo_stats, "losses/dynamics_loss": dynamics_loss, **aux_stats}
+                        for name, value in mb_stats.items():
+                            stats[name] = stats.get(name, 0.0) + value / num_minibatch_updates
             timer.lap("update")
 
-            # Log: losses averaged over every minibatch of the update (and every process)
-            if world_size > 1:
-                dist.all_reduce(averaged := torch.stack(list(stats.values())))
-                stats = dict(zip(stats, averaged / world_size))
-                dist.all_gather_object(gathered := [None] * world_size, (finished_returns, finished_lengths))
-                finished_returns = [r for returns_i, _ in gathered for r in returns_i]
-                finished_lengths = [n for _, lengths_i in gathered for n in lengths_i]
-                others = [r for i, (returns_i, _) in enumerate(gathered) if i != rank for r in returns_i]
-                episodes.recent_returns.extend(others)  # so "return(last 100)" covers every process
-            sps = int(batch_size / (time.time() - iteration_start))
-            scalars = {k: v.item() for k, v in stats.items()}
-            scalars.update({
+            # 5. Log (means over every process; episodes that ended in this rollout)
+            scalars = {
+                **mean_over_processes(stats),
                 "losses/explained_variance": explained_variance(values.flatten(), returns.flatten()),
-                "charts/SPS": sps, "charts/frames": 4 * global_step,
+                "charts/SPS": int(batch_size / (time.perf_counter() - timer.start)),
+                "charts/frames": 4 * global_step,
                 "charts/intrinsic_reward_mean": int_rewards.mean().item(),
                 "charts/reward_rms_std": float(np.sqrt(reward_rms.var)),
-                "charts/feature_std": torch.stack(feature_stds).mean().item(),
+                "charts/feature_std": feature_std,
                 **{f"charts/{phase}_seconds": seconds for phase, seconds in timer.seconds.items()},
-            })
-            if finished_returns:
-                scalars["charts/episodic_return"] = float(np.mean(finished_returns))
-                scalars["charts/episodic_length"] = float(np.mean(finished_lengths))
-            for k, v in scalars.items() if writer else ():
-                writer.add_scalar(k, v, global_step)
-            eta = (time.time() - start_time) / (iteration - start_iteration) * (num_iterations - iteration)
-            recent = f"{np.mean(episodes.recent_returns):.1f}" if episodes.recent_returns else "n/a"
-            print(
-                f"iter {iteration}/{num_iterations} step {global_step:,} frames {4 * global_step:,} SPS {sps} "
-                f"return(last 100) {recent} r_int {scalars['charts/intrinsic_reward_mean']:.4g} "
-                f"left {time.strftime('%H:%M:%S', time.gmtime(eta)) if eta < 86400 else f'{eta / 86400:.1f} days'}",
-                flush=True,
-            )
-            if args.profile:
-                print("  seconds:", ", ".join(f"{k} {v:.2f}" for k, v in timer.seconds.items()), flush=True)
-            if args.save_reconstructions and (iteration % args.reconstruction_interval == 0 or iteration == num_iterations):
+                **episodes.log(),
+            }
+            seconds_per_iteration = (time.time() - start_time) / (iteration - start_iteration)
+            seconds_left = seconds_per_iteration * (num_iterations - iteration)
+            log_iteration(writer, scalars, global_step, f"{iteration}/{num_iterations}", seconds_left,
+                          episodes.recent_returns, timer.seconds if args.profile else None)
+            if rank == 0 and args.save_reconstructions and (
+                    iteration % args.reconstruction_interval == 0 or iteration == num_iterations):
                 png = os.path.join(run_dir, f"reconstructions_{global_step:011d}.png")
                 save_reconstructions(phi, obs_norm, obs[T, :8], png)
 
-            # Checkpoint: never of garbage. A non-finite loss or reward stops the run at the last good state
+            # 6. Save: never garbage. A non-finite loss or reward stops the run at the last good state
             if failed := first_non_finite(scalars, networks):
                 failure = f"error: {failed} became NaN or infinite in iteration {iteration}; training stopped"
                 break
-            own = {  # what differs between torchrun processes; nothing in it grows with the run
-                "reward_filter": reward_filter.rewems, "recent_returns": list(episodes.recent_returns),
-                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-            }
-            ranks = [own] if world_size == 1 else [None] * world_size if rank == 0 else None
-            if world_size > 1:  # rank 0 holds every process's part, so one checkpoint restores them all
-                dist.gather_object(own, ranks, dst=0)
-            snapshot = copy.deepcopy({
-                "script": os.path.basename(__file__), "args": vars(args), "iteration": iteration,
-                "global_step": global_step, "networks": {name: m.state_dict() for name, m in networks.items()},
-                "optimizer": optimizer.state_dict(), "reward_rms": vars(reward_rms), "ranks": ranks,
-            })
+            snapshot = training_state(args, iteration, global_step, networks, optimizer, reward_rms,
+                                      process_state(reward_filter, episodes, rng, device))
             if rank == 0 and args.save_every and iteration % args.save_every == 0:
                 if error := save_checkpoint(snapshot, checkpoint_path):
                     print(f"warning: {error}; training goes on", flush=True)
                 if args.capture_video:
-                    video = os.path.join(run_dir, "videos", f"step_{global_step:012d}.mp4")
-                    os.makedirs(os.path.dirname(video), exist_ok=True)
-                    score = evaluate(policy, obs_norm, args, 1, False, args.seed + iteration, video)[0][0]
-                    print(f"video {video}: one episode, score {score:.0f}", flush=True)
+                    record_video(policy, obs_norm, args, run_dir, global_step, iteration)
     except KeyboardInterrupt as interrupt:
         stopped_by = interrupt.args[0] if interrupt.args else "SIGINT"
-        print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume", flush=True)
+        print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume",
+              flush=True)
 
     for part_envs in env_parts:
         part_envs.close()
-    if writer:
+    if writer is not None:
         writer.close()
-    if snapshot is None:
-        raise SystemExit(failure or f"{stopped_by}: stopped before the first iteration ended; nothing to save")
-    if rank == 0 and snapshot is not checkpoint and (error := save_checkpoint(snapshot, checkpoint_path)):
-        raise SystemExit(f"error: {error}")
-    if world_size > 1 and not (failure or stopped_by):  # the processes' weights must never have drifted apart
-        dist.all_gather_object(sums := [None] * world_size, sum(p.double().sum().item() for p in params))
-        if len(set(sums)) > 1:
-            raise SystemExit(f"error: the processes' weights differ at the end (checksums {sums})")
-        print(f"weights identical in all {world_size} processes (checksum {sums[0]:.12g})")
-        dist.destroy_process_group()
-    launcher = "python" if world_size == 1 else f"torchrun --nproc_per_node {world_size}"
-    resume = f"{launcher} {os.path.basename(__file__)} --resume {checkpoint_path}"
-    done = f"checkpoint {checkpoint_path} holds iteration {snapshot['iteration']} (step {snapshot['global_step']:,})"
-    if failure:
-        raise SystemExit(f"{failure}; {done}, the last good state")
-    if stopped_by:
-        print(f"{done}; continue with: {resume}", flush=True)
-        raise SystemExit(128 + signal.Signals[stopped_by].value)
-    print(f"{done}; train longer with: {resume} --total-timesteps N; score it with --eval-checkpoint", flush=True)
+    finish(snapshot, checkpoint, checkpoint_path, failure, stopped_by, params)

@@ -128,3 +128,9 @@ def test_scripts_import_nothing_from_this_repo(name):
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
     assert not imported & local, f"{name} imports {imported & local}: a script must be copyable alone"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_lines_are_at_most_110_characters(name):
+    long = [i for i, line in enumerate((ROOT / f"{name}.py").read_text().splitlines(), 1) if len(line) > 110]
+    assert not long, f"{name}: lines over 110 characters: {long}"

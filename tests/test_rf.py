@@ -20,17 +20,19 @@ def test_reward_filter_runs_along_time_and_persists_across_rollouts(rf):
     reward_filter, reward_rms = rf.RewardForwardFilter(gamma, num_envs=2), rf.RunningMeanStd()
     rewards = np.zeros((3, 2))  # (T, N): env 0 gets 1 at t=0, env 1 gets 4 at t=2
     rewards[0, 0], rewards[2, 1] = 1.0, 4.0
-    normalised = rf.normalize_rewards(rewards, reward_filter, reward_rms)
+    normalised = rf.normalize_rewards(torch.as_tensor(rewards), reward_filter, reward_rms)
+    assert normalised.dtype == torch.float32
+    normalised = normalised.double().numpy()
     # Along time, per env: env 0 decays 1, .5, .25; env 1 is 0, 0, 4. Along the env axis it would mix them.
     filtered = np.array([[1.0, 0.0], [0.5, 0.0], [0.25, 4.0]])
     np.testing.assert_allclose(reward_filter.rewems, [0.25, 4.0])
     np.testing.assert_allclose(reward_rms.mean, filtered.mean(), rtol=1e-4)
     np.testing.assert_allclose(reward_rms.var, filtered.var(), rtol=1e-4)
-    np.testing.assert_allclose(normalised, rewards / np.sqrt(reward_rms.var))
+    np.testing.assert_allclose(normalised, rewards / np.sqrt(reward_rms.var), rtol=1e-6)
     assert normalised[0, 0] == pytest.approx(1 / filtered.std(), rel=1e-4)  # the mean is not subtracted
 
     # Next rollout: the filter carries on from where it stopped (never reset, not even at episode ends)
-    rf.normalize_rewards(np.zeros((2, 2)), reward_filter, reward_rms)
+    rf.normalize_rewards(torch.zeros((2, 2)), reward_filter, reward_rms)
     np.testing.assert_allclose(reward_filter.rewems, [0.25 * gamma**2, 4.0 * gamma**2])
     assert reward_rms.count == pytest.approx(10 + 1e-4)
 
@@ -290,7 +292,9 @@ def test_episode_stats_use_raw_rewards(rf):
 @pytest.mark.parametrize("overrides, message", [
     ({"num_envs": 12, "num_minibatches": 8}, "must be divisible by --num-minibatches"),
     ({"num_steps": 0}, "--num-steps must be positive"),
-    ({"num_envs": 12, "num_minibatches": 4, "env_parts": 5}, "--env-parts 5 must be positive and divide"),
+    ({"num_envs": 12, "num_minibatches": 4, "env_parts": 5},
+     "--env-parts must be a divisor of --num-envs 12, got 5"),
+    ({"env_parts": 0}, "--env-parts must be positive, got 0"),
     ({"update_epochs": -1}, "--update-epochs must be positive"),
     ({"total_timesteps": 100}, r"less than one iteration \(--num-envs x --num-steps = 16384\)"),
     ({"env_id": "Pong-v0"}, "names no Atari game"),
