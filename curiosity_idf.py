@@ -221,19 +221,20 @@ class EpisodeStats:
 
     def log(self) -> dict:
         """Mean score and length of the episodes ended since the last call, in every torchrun process."""
-        finished, self.finished_returns, self.finished_lengths = (
-            (self.finished_returns, self.finished_lengths), [], [])
+        returns, lengths = self.finished_returns, self.finished_lengths
+        self.finished_returns, self.finished_lengths = [], []
         if dist.is_initialized():
-            gathered = [None] * dist.get_world_size()
-            dist.all_gather_object(gathered, finished)
-            others = [r for i, (returns, _) in enumerate(gathered) if i != dist.get_rank() for r in returns]
+            gathered = [None] * dist.get_world_size()  # (returns, lengths) of each process
+            dist.all_gather_object(gathered, (returns, lengths))
+            others = [r for i, (rank_returns, _) in enumerate(gathered) if i != dist.get_rank()
+                      for r in rank_returns]
             self.recent_returns.extend(others)  # so "return(last 100)" covers every process
-            finished = ([r for returns, _ in gathered for r in returns],
-                        [n for _, lengths in gathered for n in lengths])
-        if not finished[0]:
+            returns = [r for rank_returns, _ in gathered for r in rank_returns]
+            lengths = [n for _, rank_lengths in gathered for n in rank_lengths]
+        if not returns:
             return {}
-        return {"charts/episodic_return": float(np.mean(finished[0])),
-                "charts/episodic_length": float(np.mean(finished[1]))}
+        return {"charts/episodic_return": float(np.mean(returns)),
+                "charts/episodic_length": float(np.mean(lengths))}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -463,8 +464,8 @@ def gae(rewards, values, next_value, dones, gamma: float, lam: float, use_dones:
     last = torch.zeros_like(next_value)
     for t in reversed(range(rewards.shape[0])):
         not_done = 1.0 - dones[t].float() if use_dones else 1.0
-        delta = rewards[t] + gamma * values[t + 1] * not_done - values[t]
-        advantages[t] = last = delta + gamma * lam * not_done * last
+        delta = rewards[t] + gamma * values[t + 1] * not_done - values[t]  # TD error
+        advantages[t] = last = delta + gamma * lam * not_done * last  # GAE (Schulman et al. 2016, eq. 16)
     return advantages, advantages + values[:-1]
 
 
@@ -477,7 +478,7 @@ def ppo_loss(policy: Policy, x: torch.Tensor, actions, logprobs, advantages, ret
     ratio = logratio.exp()
     advantages = advantages.flatten()
     clipped_ratio = ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)
-    pg_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()
+    pg_loss = torch.max(-advantages * ratio, -advantages * clipped_ratio).mean()  # Schulman 2017, eq. 7
     v_loss = 0.5 * (value - returns.flatten()).pow(2).mean()
     entropy = pi.entropy().mean()
     with torch.no_grad():
@@ -580,6 +581,8 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
 
 
 def check_checkpoint_args(args: Args, checkpoint: dict, processes: int) -> None:
+    """The checkpoint fits the flags: the same env and networks, and for --resume the same number of
+    processes and a budget not yet spent."""
     for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
         if getattr(args, name) != checkpoint["args"][name]:
             raise SystemExit(f"error: the checkpoint was trained with --{name.replace('_', '-')} "
