@@ -117,6 +117,49 @@ def test_intrinsic_reward_is_mean_over_feature_dims_of_squared_error(rf):
             assert reward[t, e].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_intrinsic_reward_of_a_rollout_is_the_same_in_any_number_of_chunks(rf):
+    torch.manual_seed(0)
+    phi, forward_model = rf.Features(16, 4), rf.ForwardModel(16, 4, hidden=32)
+    obs_norm = rf.ObservationNorm(np.full((4, 84, 84), 100.0), 50.0)
+    obs = torch.randint(0, 256, (5, 6, 4, 84, 84), dtype=torch.uint8)  # (T+1, N) frames
+    actions = torch.randint(4, (4, 6))
+    with torch.no_grad():
+        rewards, features, feature_std = rf.intrinsic_reward(phi, forward_model, obs_norm, obs, actions, 3)
+        whole = rf.apply_flat(phi, obs_norm(obs))
+        expected = rf.prediction_error(forward_model, whole, actions)
+    assert rewards.shape == (4, 6) and features.shape == (5, 6, 16) and features.dtype == torch.float32
+    torch.testing.assert_close(rewards, expected)  # chunks of 2 envs, one pass: the same rewards
+    torch.testing.assert_close(features, whole)  # phi is fixed: the update reuses these
+    chunk_stds = [whole[:, envs].flatten(0, 1).std(0).mean() for envs in (slice(0, 2), slice(2, 4), slice(4, 6))]
+    assert feature_std == pytest.approx(torch.stack(chunk_stds).mean().item(), rel=1e-6)
+
+
+def test_ppo_loss_at_the_rollout_policy_is_minus_the_mean_advantage(rf):
+    torch.manual_seed(0)
+    policy, x = rf.Policy(3, hidden=32), torch.randn(2, 4, 4, 84, 84)  # (T, n)
+    actions, advantages, returns = torch.randint(3, (2, 4)), torch.randn(2, 4), torch.randn(2, 4)
+    args = rf.Args(clip_coef=0.1, ent_coef=0.01, vf_coef=0.5)
+    with torch.no_grad():
+        logits, value = policy(x.flatten(0, 1))
+        logprobs = torch.distributions.Categorical(logits=logits).log_prob(actions.flatten()).view(2, 4)
+    loss, stats = rf.ppo_loss(policy, x, actions, logprobs, advantages, returns, args)
+    # ratio 1 everywhere: no clipping, no KL, and the surrogate is -mean(A)
+    assert stats["losses/policy_loss"].item() == pytest.approx(-advantages.mean().item(), abs=1e-6)
+    assert stats["losses/clipfrac"].item() == 0 and stats["losses/approx_kl"].item() == pytest.approx(0, abs=1e-9)
+    v_loss = 0.5 * (value - returns.flatten()).pow(2).mean()
+    entropy = torch.distributions.Categorical(logits=logits).entropy().mean()
+    assert stats["losses/value_loss"].item() == pytest.approx(v_loss.item(), rel=1e-5)
+    expected = -advantages.mean() - 0.01 * entropy + 0.5 * v_loss
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    loss.backward()  # the loss trains the policy
+    assert all(p.grad is not None for p in policy.parameters())
+
+    # Far from the rollout policy, the clipped ratio caps what one step can gain
+    loss_far, stats_far = rf.ppo_loss(policy, x, actions, logprobs - 1.0, advantages.abs(), returns, args)
+    assert stats_far["losses/clipfrac"].item() == 1.0  # every ratio is e, outside [0.9, 1.1]
+    assert stats_far["losses/policy_loss"].item() == pytest.approx(-1.1 * advantages.abs().mean().item(), rel=1e-5)
+
+
 def test_forward_model_sees_the_action_at_every_layer(rf):
     forward_model = rf.ForwardModel(8, 3, hidden=16, num_blocks=2)
     layers = [forward_model.inp, *[d for block in forward_model.blocks for d in block], forward_model.out]
