@@ -44,8 +44,9 @@ class Args:
     cuda: bool = True
     """train on CUDA when it is available"""
     bf16: bool = False
-    """run the networks under bfloat16 autocast (about 2x faster on a recent CPU, changes numerics; losses,
-    rewards and statistics stay float32)"""
+    """run the networks under bfloat16 autocast: about 2x faster on a GPU or a CPU with bfloat16 units
+    (AVX-512 BF16 or AMX), about 10x slower on one without; changes numerics (losses, rewards and
+    statistics stay float32)"""
     profile: bool = False
     """print the seconds of each phase (env, inference, rewards, update) every iteration, waiting for the
     GPU at each phase end so the times are honest"""
@@ -610,6 +611,9 @@ def setup_torchrun(args: Args) -> tuple[int, int, torch.device]:
         dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
         if rank > 0:
             sys.stdout = open(os.devnull, "w")
+    if args.bf16 and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        print("warning: this CPU has no bfloat16 units (AVX-512 BF16 or AMX): --bf16 runs its networks "
+              "several times slower than float32 here (README, Speed); drop the flag", flush=True)
     return rank, world_size, device
 
 

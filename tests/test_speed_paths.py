@@ -28,6 +28,15 @@ def test_networks_hand_float32_to_the_losses_under_bf16_autocast(rf):
     torch.testing.assert_close(error, reference, rtol=0.05, atol=1e-3)
 
 
+@pytest.mark.parametrize("supported", [False, True])
+def test_bf16_warns_on_a_cpu_without_bfloat16_units(rf, monkeypatch, capsys, supported):
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: supported)
+    for bf16 in (False, True):
+        assert rf.setup_torchrun(rf.Args(bf16=bf16, cuda=False)) == (0, 1, torch.device("cpu"))
+    warned = "warning: this CPU has no bfloat16 units" in capsys.readouterr().out
+    assert warned == (not supported)
+
+
 def test_phase_timer_charges_each_lap_to_its_phase(rf):
     timer = rf.PhaseTimer(sync=False)
     for _ in range(2):
