@@ -180,6 +180,24 @@ def test_throughput_prints_a_table_with_the_ratio():
     assert 0.1 < rss < 8
 
 
+def test_profile_ops_splits_whole_iterations_by_op_and_kind():
+    result = bench("profile_ops", "--num-envs", "4", "--num-steps", "16", "--iterations", "2",
+                   "--", "--num-minibatches", "2", "--update-epochs", "2")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.count("  seconds: inference") == 3  # the script's own phase lines: 1 + 2 profiled iterations
+    seconds = float(out.split("seconds per iteration: ")[1].split()[0])
+    kinds = {cells[0]: float(cells[1]) for line in out.splitlines() if line.startswith("| ")
+             for cells in [[c.strip() for c in line.strip("|").split("|")]] if len(cells) == 3
+             and cells[1] != "s / iteration" and not cells[1].startswith("-")}
+    assert kinds["convolution"] > 0 and kinds["matrix product"] > 0 and kinds["optimizer (Adam)"] > 0
+    assert abs(sum(kinds.values()) - seconds) < 0.05  # the kinds and the rest add up to the iteration
+    ops = {line.split("|")[1].strip(): line.split("|")[3].strip() for line in out.splitlines()
+           if line.startswith("| aten::")}
+    assert ops["aten::_fused_adam_"] == "4"  # 2 epochs x 2 minibatches: one Adam step each, per iteration
+    assert "aten::convolution_backward" in ops
+
+
 def test_compute_ceiling_counts_every_flop_of_an_rf_iteration():
     """The counter sees inference, the intrinsic reward and all three update epochs, forward and backward:
     the count equals the layer sizes' arithmetic exactly (a multiply-add is 2 FLOPs; biases are not counted)."""
