@@ -2,15 +2,18 @@
 the CPU (a real Atari game, at a fixed seed) and writes every scalar it logs, timings aside, to a JSON
 file; with --compare, prints each scalar that differs from an earlier such file and exits 1 if any does.
 
-Two settings per script: `tiny` (4 envs x 16 steps, 3 iterations, --env-parts 2, a checkpoint written
-after iteration 2) and `episodes` (8 envs x 64 steps, 6 iterations, episodes cut at 100 steps, so that
-episode returns, lengths and the mix script's rooms are logged too). About 1 minute on 2 cores.
+Four settings per script: `tiny` (4 envs x 16 steps, 3 iterations, --env-parts 2, a checkpoint written
+after iteration 2), `episodes` (8 envs x 64 steps, 6 iterations, episodes cut at 100 steps, so that
+episode returns, lengths and the mix script's rooms are logged too), `bf16` (tiny's run under --bf16) and
+`torchrun` (tiny's run as two torchrun processes on the CPU). The first two take about 3 minutes on
+2 cores for all five scripts; `bf16` is slow on a CPU without bfloat16 units (README, Speed).
 
     git stash && python benchmarks/same_numbers.py --out before.json && git stash pop
     python benchmarks/same_numbers.py --compare before.json
 
-Scalars are compared exactly: on one machine, float32 on the CPU, a refactoring that changes nothing
-computed gives identical numbers. A torch upgrade or another CPU may change the last bits."""
+Scalars are compared exactly: on one machine, on the CPU, a refactoring that changes nothing computed
+gives identical numbers, in float32 and in bfloat16, in one process or two. A torch upgrade or another
+CPU may change the last bits."""
 import argparse
 import json
 import subprocess
@@ -30,16 +33,20 @@ SETTINGS = {
                  "--obs-norm-steps", "64", "--total-timesteps", str(8 * 64 * 6), "--max-episode-steps", "100",
                  "--seed", "5"],
 }
+SETTINGS["bf16"] = [*SETTINGS["tiny"], "--bf16"]
+SETTINGS["torchrun"] = [*SETTINGS["tiny"], "--total-timesteps", str(2 * 4 * 16 * 3)]  # 3 iterations of 2
+LAUNCHER = {"torchrun": ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]}
 NOT_COMPUTED = ("charts/SPS", "_seconds")  # wall-clock measurements, different at every run
 
 
-def logged_scalars(script: str, flags: list) -> dict:
-    """{tag: [[step, value], ...]} of one run of `script` with `flags`, in a directory of its own."""
+def logged_scalars(script: str, setting: str) -> dict:
+    """{tag: [[step, value], ...]} of one run of `script` in `setting`, in a directory of its own."""
     with tempfile.TemporaryDirectory() as log_dir:
-        result = subprocess.run([sys.executable, str(ROOT / f"{script}.py"), *flags, "--log-dir", log_dir,
-                                 "--no-cuda"], capture_output=True, text=True, cwd=ROOT)
+        cmd = [sys.executable, *LAUNCHER.get(setting, []), str(ROOT / f"{script}.py"), *SETTINGS[setting],
+               "--log-dir", log_dir, "--no-cuda"]
+        result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
         if result.returncode != 0:
-            raise SystemExit(f"error: {script} {' '.join(flags)} failed:\n{result.stderr[-2000:]}")
+            raise SystemExit(f"error: {script} {setting} failed:\n{result.stderr[-2000:]}")
         (run_dir,) = [p for p in Path(log_dir).iterdir() if p.is_dir()]
         events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
         events.Reload()
@@ -68,7 +75,8 @@ def differences(before: dict, after: dict) -> list[str]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scripts", nargs="+", default=SCRIPTS, choices=SCRIPTS)
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS),
+                        help="default: all four")
     parser.add_argument("--out", type=Path, help="write the scalars to this JSON file")
     parser.add_argument("--compare", type=Path, help="compare with this JSON file, written earlier by --out")
     args = parser.parse_args()
@@ -77,7 +85,7 @@ def main():
     results = {}
     for script in args.scripts:
         for setting in args.settings:
-            results[f"{script}/{setting}"] = logged_scalars(script, SETTINGS[setting])
+            results[f"{script}/{setting}"] = logged_scalars(script, setting)
             print(f"{script}/{setting}: {len(results[f'{script}/{setting}'])} scalars", flush=True)
     if args.out is not None:
         args.out.write_text(json.dumps(results, indent=1))

@@ -275,3 +275,11 @@ def test_same_numbers_finds_identical_runs_identical_and_names_a_changed_value(t
     assert changed.returncode == 1
     (line,) = [line for line in changed.stdout.splitlines() if " then, " in line]  # the one value changed
     assert line.startswith("curiosity_rf/tiny losses/value_loss step 128: ")  # 2 x 4 envs x 16 steps
+
+
+def test_same_numbers_runs_its_torchrun_setting_as_two_processes(tmp_path):
+    saved = tmp_path / "torchrun.json"
+    result = bench("same_numbers", "--scripts", "curiosity_rf", "--settings", "torchrun", "--out", str(saved))
+    assert result.returncode == 0, result.stderr
+    frames = json.loads(saved.read_text())["curiosity_rf/torchrun"]["charts/frames"]
+    assert [v for _, v in frames] == [4 * 2 * 64 * k for k in (1, 2, 3)]  # 2 processes x 4 envs x 16 steps
