@@ -1,5 +1,7 @@
-"""What the benchmark tools share: where the scripts are, and how to load one as a module."""
+"""What the benchmark tools share: where the scripts are, how to load one as a module or run it in-process."""
 import importlib.util
+import runpy
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -12,3 +14,13 @@ def load_script(name: str = "curiosity_rf"):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def run_in_process(name: str, argv: list[str]) -> None:
+    """Runs a script's __main__ in this process, as `python NAME.py ARGV` would (so a profiler or a FLOP
+    counter around the call sees every op it runs)."""
+    saved_argv, sys.argv = sys.argv, [str(ROOT / f"{name}.py"), *argv]
+    try:
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    finally:
+        sys.argv = saved_argv

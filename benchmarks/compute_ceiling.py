@@ -14,8 +14,6 @@ below the large-matmul rate, so the real limit is lower than this ceiling.
 import argparse
 import contextlib
 import io
-import runpy
-import sys
 import tempfile
 import time
 
@@ -23,21 +21,17 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from throughput import env_only_sps
-from common import ROOT, SCRIPTS
+from common import SCRIPTS, run_in_process
 
 
 def flops_per_step(script: str, env_id: str, extra: list[str], num_envs: int = 8, num_steps: int = 128) -> float:
     """FLOPs per agent step of one training iteration of `script`, run in this process."""
     with tempfile.TemporaryDirectory() as log_dir:
-        argv = [f"{script}.py", "--env-id", env_id, "--num-envs", str(num_envs), "--num-steps", str(num_steps),
+        argv = ["--env-id", env_id, "--num-envs", str(num_envs), "--num-steps", str(num_steps),
                 "--num-minibatches", "2", "--total-timesteps", str(num_envs * num_steps), "--obs-norm-steps", "256",
                 "--save-every", "0", "--no-cuda", "--log-dir", log_dir, *extra]
-        saved_argv, sys.argv = sys.argv, argv
-        try:
-            with FlopCounterMode(display=False) as counter, contextlib.redirect_stdout(io.StringIO()):
-                runpy.run_path(str(ROOT / f"{script}.py"), run_name="__main__")
-        finally:
-            sys.argv = saved_argv
+        with FlopCounterMode(display=False) as counter, contextlib.redirect_stdout(io.StringIO()):
+            run_in_process(script, argv)
     return counter.get_total_flops() / (num_envs * num_steps)
 
 

@@ -12,18 +12,15 @@ every call), grouped by kind: convolutions, matrix products, elementwise ops, ca
 the optimizer, and what is no torch op at all (ALE's step as the main thread waits for it, numpy, Python).
 """
 import argparse
-import runpy
-import sys
 import tempfile
 import time
 from collections import defaultdict
 
-import torch
 import tyro
 from torch.optim.optimizer import register_optimizer_step_post_hook
 from torch.profiler import ProfilerActivity, profile
 
-from common import ROOT, SCRIPTS, load_script
+from common import SCRIPTS, load_script, run_in_process
 
 KINDS = {  # aten op names (without "aten::") by kind; autograd's own bookkeeping goes to "autograd"
     "convolution": ("mkldnn_convolution", "convolution_backward", "convolution", "_convolution",
@@ -74,8 +71,7 @@ def main():
 
     register_optimizer_step_post_hook(on_optimizer_step)
     print(f"# {args.script} {' '.join(argv)}", flush=True)
-    sys.argv = [str(ROOT / f"{args.script}.py"), *argv]
-    runpy.run_path(sys.argv[0], run_name="__main__")
+    run_in_process(args.script, argv)
     log_dir.cleanup()
     if "end" not in window:
         raise SystemExit("error: the run stopped before the profiled iterations ended (see its output above)")
