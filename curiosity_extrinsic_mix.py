@@ -4,15 +4,19 @@
 #
 # Reading order: Args; the env; normalisation; the networks; the algorithm's pure functions (intrinsic
 # reward, advantages); then a marked plumbing section (validation, torchrun, checkpoints, evaluation, logging)
-# that a first reading can skip; then __main__, whose loop is rollout, intrinsic reward, advantages, update,
+# that a first reading can skip; then main(), whose loop is rollout, intrinsic reward, advantages, update,
 # log and save.
+import atexit
 import copy
 import dataclasses
+import fcntl
 import importlib.util
+import io
 import math
 import os
 import random
 import re
+import shutil
 import signal
 import sys
 import time
@@ -67,10 +71,6 @@ class Args:
     """parallel environments N"""
     max_episode_steps: int = 4500
     """episode cap in agent steps (18,000 frames)"""
-    env_parts: int = 1
-    """step the envs as this many vector envs in turn (the reference's nlumps): while one part's emulators
-    run in ALE's threads, the policy acts for the next part. The same frames as one vector env for the same
-    actions; meant for a GPU box, where the emulator is the bound, not for 2 cores (README, Speed)"""
     obs_norm_steps: int = 10_000
     """random-agent steps, summed over envs, that estimate the observation mean and std"""
     obs_norm_envs: int = 8
@@ -164,21 +164,14 @@ class FrameStack:
         self.single_observation_space = gym.spaces.Box(
             0, 255, (num_frames, *envs.single_observation_space.shape[1:]), np.uint8)
 
-    def reset(self, seed=None):
-        frames, info = self.envs.reset(seed=seed)  # (N, 1, H, W)
+    def reset(self, seed):
+        """Seeds env i with seed + i, or with seed[i] given a list."""
+        frames, info = self.envs.reset(seed=seed if isinstance(seed, int) else np.array(seed))  # (N, 1, H, W)
         self.stack = np.repeat(frames, self.num_frames, axis=1)
         return self.stack, info
 
-    def send(self, actions: np.ndarray) -> None:
-        """Starts a step in ALE's threads and returns at once; recv() waits for it."""
-        self.envs.send(actions)
-
     def step(self, actions: np.ndarray):
-        self.send(actions)
-        return self.recv()
-
-    def recv(self):
-        frames, rewards, terminated, truncated, info = self.envs.recv()
+        frames, rewards, terminated, truncated, info = self.envs.step(actions)
         # A new array each step (one copy, no shift in place), so a stack already returned never changes
         self.stack = np.concatenate([self.stack[:, 1:], frames], axis=1)
         done = terminated | truncated  # same-step autoreset: a done env's frame is its next episode's first
@@ -268,21 +261,10 @@ def make_room_envs(env_id: str, num_envs: int, max_episode_steps: int, noop_max:
             truncated = not game_over and self.frame_count >= 4 * max_episode_steps
             return self.stack.copy(), reward, game_over, truncated, {"room": int(self.ale.getRAM()[3])}
 
-    class RoomVectorEnv(gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv):
-        """FrameStack's send/recv (--env-parts): subprocesses step between them; this process, in recv."""
-
-        def send(self, actions: np.ndarray) -> None:
-            if asynchronous:
-                self.step_async(actions)
-            else:
-                self.pending = actions
-
-        def recv(self):
-            return self.step_wait() if asynchronous else self.step(self.pending)
-
     # Same-step autoreset: the obs returned with done starts the next episode; info["final_info"] has the
     # last room of the episode that ended
-    return RoomVectorEnv([RoomEnv] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    vector_env = gym.vector.AsyncVectorEnv if asynchronous else gym.vector.SyncVectorEnv
+    return vector_env([RoomEnv] * num_envs, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
 
 
 class EpisodeStats:
@@ -294,10 +276,9 @@ class EpisodeStats:
         self.recent_returns = deque(maxlen=100)
         self.finished_returns, self.finished_lengths = [], []  # the episodes ended since the last log()
 
-    def update(self, rewards, terminated, truncated, part: slice = slice(None)):
-        """Adds one step of the envs in `part` (all by default); returns the (returns, lengths) of the
-        episodes that just ended."""
-        returns, lengths = self.returns[part], self.lengths[part]  # views: the updates below land in self
+    def update(self, rewards, terminated, truncated):
+        """Adds one step of every env; returns the (returns, lengths) of the episodes that just ended."""
+        returns, lengths = self.returns, self.lengths
         returns += rewards
         lengths += 1
         done = terminated | truncated  # a time-limit cut ends the episode's statistics too
@@ -313,14 +294,11 @@ class EpisodeStats:
         """Mean score and length of the episodes ended since the last call, in every torchrun process."""
         returns, lengths = self.finished_returns, self.finished_lengths
         self.finished_returns, self.finished_lengths = [], []
-        if dist.is_initialized():
-            gathered = [None] * dist.get_world_size()  # (returns, lengths) of each process
-            dist.all_gather_object(gathered, (returns, lengths))
-            others = [r for i, (rank_returns, _) in enumerate(gathered) if i != dist.get_rank()
-                      for r in rank_returns]
-            self.recent_returns.extend(others)  # so "return(last 100)" covers every process
-            returns = [r for rank_returns, _ in gathered for r in rank_returns]
-            lengths = [n for _, rank_lengths in gathered for n in rank_lengths]
+        gathered, rank = all_gather((returns, lengths))  # every process's, in rank order; [ours] alone
+        # so that "return(last 100)" covers every process
+        self.recent_returns.extend(r for i, (rs, _) in enumerate(gathered) if i != rank for r in rs)
+        returns = [r for rank_returns, _ in gathered for r in rank_returns]
+        lengths = [n for _, rank_lengths in gathered for n in rank_lengths]
         if not returns:
             return {}
         return {"charts/episodic_return": float(np.mean(returns)),
@@ -335,16 +313,16 @@ class RoomTracker:
         self.seen = set()
         self.finished = []  # the number of rooms of each episode ended since the last log()
 
-    def update(self, info: dict, terminated, truncated, part: slice = slice(None)):
-        """Adds one step of the envs in `part` (all by default); returns the number of distinct rooms of each
-        episode that just ended, and the rooms this step showed for the first time in the run."""
+    def update(self, info: dict, terminated, truncated):
+        """Adds one step of every env; returns the number of distinct rooms of each episode that just ended,
+        and the rooms this step showed for the first time in the run."""
         done = terminated | truncated  # a time-limit cut ends the episode's rooms too
         rooms = info["room"]  # with same-step autoreset, a done env's room is the next episode's first
         last = np.where(done, info["final_info"]["room"], rooms) if done.any() else rooms
         new = (set(last.tolist()) | set(rooms.tolist())) - self.seen
         self.seen |= new
         finished = []
-        episode_rooms = self.episode_rooms[part]  # a new list of the same sets: replacing one needs self's
+        episode_rooms = self.episode_rooms
         for i, (room, next_room) in enumerate(zip(last.tolist(), rooms.tolist())):
             episode_rooms[i].add(room)
             if done[i]:
@@ -374,16 +352,19 @@ def random_agent_obs_stats(args: Args, seed: int, rng: np.random.Generator):
     print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps "
           f"in {args.obs_norm_envs} envs")
     envs = make_envs(args.env_id, args.obs_norm_envs, args.max_episode_steps)
-    envs.reset(seed=seed)
+    envs.reset(seed=env_seeds(seed, envs.num_envs))
     total = np.zeros(envs.single_observation_space.shape)
     total_sq = np.zeros_like(total)
     count = 0
     for _ in range(-(-args.obs_norm_steps // envs.num_envs)):
+        if STOP:  # a stop asked for: the first iteration's stop point ends the run, nothing saved
+            break
         obs = envs.step(rng.integers(envs.single_action_space.n, size=envs.num_envs))[0].astype(np.float64)
         total += obs.sum(0)
         total_sq += np.square(obs).sum(0)
         count += len(obs)
     envs.close()
+    count = max(count, 1)  # 0 after a stop before the first step: the run ends before it uses them
     mean = total / count
     return mean, np.sqrt(np.maximum(total_sq / count - mean**2, 0.0)).mean()
 
@@ -424,13 +405,7 @@ class RunningMeanStd:
         self.count = 1e-4
 
     def update(self, x: np.ndarray) -> None:
-        batch_mean, batch_var, batch_count = x.mean(0), x.var(0), x.shape[0]
-        if dist.is_initialized():  # torchrun: one batch made of every process's (scalar statistics only)
-            moments = torch.tensor([batch_count, batch_count * batch_mean,
-                                    batch_count * (batch_var + batch_mean**2)], dtype=torch.float64)
-            dist.all_reduce(moments)
-            batch_count, batch_mean = moments[0].item(), (moments[1] / moments[0]).item()
-            batch_var = (moments[2] / moments[0]).item() - batch_mean**2
+        batch_mean, batch_var, batch_count = global_moments(x)  # torchrun: all processes' x, as one batch
         delta = batch_mean - self.mean
         total = self.count + batch_count
         self.mean = self.mean + delta * batch_count / total
@@ -604,15 +579,17 @@ def ppo_loss(policy: Policy, x: torch.Tensor, actions, logprobs, advantages, ret
     return pg_loss - args.ent_coef * entropy + args.vf_coef * v_loss, stats
 
 
-def global_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (unbiased) std of x over every process of a torchrun job; of x alone without one."""
-    if not dist.is_initialized():
-        return x.mean(), x.std()
-    moments = torch.stack([x.new_tensor(x.numel()), x.sum(), x.square().sum()]).double()
-    dist.all_reduce(moments)
-    count, total, total_sq = moments
-    mean = total / count
-    return mean.to(x.dtype), ((total_sq - count * mean**2) / (count - 1)).sqrt().to(x.dtype)
+def update_loss(policy: Policy, phi: nn.Module, forward_model: nn.Module, x: torch.Tensor, actions, logprobs,
+                advantages, returns, features: Optional[torch.Tensor], args: Args):
+    """The loss of one minibatch of (T+1, n) normalised frames: PPO's, the forward model's and the feature
+    method's own; also their parts, for the log. `features`: the rollout's, when phi is fixed (else None)."""
+    ppo, stats = ppo_loss(policy, x[:-1], actions, logprobs, advantages, returns, args)
+    aux_loss, aux_stats = x.new_zeros(()), {}
+    if features is None:  # a learned phi moves with every optimizer step
+        features, aux_loss, aux_stats = phi.loss(x, actions)
+    dynamics_loss = prediction_error(forward_model, features, actions).mean()
+    stats = {**stats, "losses/dynamics_loss": dynamics_loss.detach(), **aux_stats}
+    return ppo + dynamics_loss + aux_loss, stats
 
 
 def minibatch_envs(num_envs: int, num_minibatches: int, rng: np.random.Generator) -> np.ndarray:
@@ -626,54 +603,50 @@ def explained_variance(y_pred: torch.Tensor, y_true: torch.Tensor) -> float:
 
 
 # =========================================================================================================
-# Plumbing: validation, torchrun, run directory, checkpoints, evaluation and video, logging. Nothing here
-# changes what is learned; a first reading can skip to __main__.
+# Plumbing: validation, torchrun, run directory, stops, checkpoints, evaluation and video, logging. Nothing
+# here changes what is learned; a first reading can skip to main().
 # =========================================================================================================
 # Settings a resumed or evaluated run must share with its checkpoint: they fix the envs and the networks
 FIXED_BY_CHECKPOINT = ("env_id", "num_envs", "num_steps", "max_episode_steps", "feature_dim", "seed")
+INT_MAX, FLOAT_MAX = 2**31 - 1, sys.float_info.max  # ALE and numpy take seeds and sizes as C ints
+# Each number's allowed range, tested as `low <= value <= high`, which NaN fails. Unlisted ints: 1 to INT_MAX
+RANGES = {"seed": (0, INT_MAX), "save_every": (0, INT_MAX), "total_timesteps": (1, 2**62),
+          "max_episode_steps": (1, INT_MAX // 4),  # ALE counts an episode's frames, 4 a step, in a C int
+          "feature_dim": (1, 2**16), "gamma": (0, 1), "gae_lambda": (0, 1),
+          **dict.fromkeys(("learning_rate", "clip_coef"), (math.ulp(0), FLOAT_MAX)),
+          **dict.fromkeys(("max_grad_norm", "ent_coef", "vf_coef", "int_coef", "ext_coef"), (0, FLOAT_MAX))}
 
 
 def parse_args() -> tuple[Args, Optional[dict]]:
     """The flags, checked; with --resume or --eval-checkpoint, the checkpoint's settings overridden by the
-    flags given now, and the checkpoint."""
+    flags given now (settings this version does not know are ignored), and the checkpoint."""
     args, checkpoint = tyro.cli(Args), None
     if args.resume or args.eval_checkpoint:
         checkpoint = load_checkpoint(args.resume or args.eval_checkpoint)
-        args = tyro.cli(Args, default=Args(**{**checkpoint["args"], "resume": None, "eval_checkpoint": None}))
+        known = {field.name for field in dataclasses.fields(Args)}
+        saved = {name: value for name, value in checkpoint["args"].items() if name in known}
+        args = tyro.cli(Args, default=Args(**{**saved, "resume": None, "eval_checkpoint": None}))
     check_args(args, checkpoint)
     return args, checkpoint
 
 
 def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
     """Stops with one line on impossible settings, before any env or network is built."""
-
-    def stop(name: str, must: str):
-        raise SystemExit(f"error: --{name.replace('_', '-')} must be {must}, got {getattr(args, name)}")
-
-    for field in dataclasses.fields(args):  # every count, size and interval
-        if field.type is int and field.name not in ("seed", "save_every") and getattr(args, field.name) <= 0:
-            stop(field.name, "positive")
-    if args.num_envs % args.env_parts:
-        stop("env_parts", f"a divisor of --num-envs {args.num_envs}")
+    for field in dataclasses.fields(args):
+        low, high = RANGES.get(field.name, (1, INT_MAX))
+        value = getattr(args, field.name)
+        if field.type in (int, float) and not low <= value <= high:
+            rule = f"between {low:,} and {high:,}" if high < FLOAT_MAX else "positive" if low else "0 or more"
+            raise SystemExit(f"error: --{field.name.replace('_', '-')} must be {rule}"
+                             f"{' and finite' if high == FLOAT_MAX else ''}, got {value}")
     if args.num_envs % args.num_minibatches:
         raise SystemExit(f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
                          f"{args.num_minibatches}: each minibatch holds whole env trajectories")
     processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
-    steps_per_iteration = args.num_envs * args.num_steps * processes
-    if args.total_timesteps < steps_per_iteration:
+    if args.total_timesteps < args.num_envs * args.num_steps * processes:
         times = "--num-envs x --num-steps" + (f" x {processes} processes" if processes > 1 else "")
         raise SystemExit(f"error: --total-timesteps {args.total_timesteps} is less than one iteration "
-                         f"({times} = {steps_per_iteration})")
-    # Each test is written as `not` of the valid range, so that NaN fails it too
-    for name in ("seed", "save_every", "max_grad_norm", "ent_coef", "vf_coef", "int_coef", "ext_coef"):
-        if not 0 <= getattr(args, name) < math.inf:
-            stop(name, "0 or more and finite")
-    for name in ("learning_rate", "clip_coef"):
-        if not 0 < getattr(args, name) < math.inf:
-            stop(name, "positive and finite")
-    for name in ("gamma", "gae_lambda"):
-        if not 0 <= getattr(args, name) <= 1:
-            stop(name, "between 0 and 1")
+                         f"({times} = {args.num_envs * args.num_steps * processes})")
     if args.resume and args.eval_checkpoint:
         raise SystemExit("error: give --resume (train on) or --eval-checkpoint (play and score), not both")
     if "/" in args.exp_name or os.sep in args.exp_name or args.exp_name in ("", ".", ".."):
@@ -684,46 +657,85 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
     if frames > memory / 2:
         raise SystemExit(f"error: --num-envs {args.num_envs} x --num-steps {args.num_steps} need "
                          f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this "
-                         f"machine's {memory / 2**30:.0f} GiB; use fewer envs or steps, or several "
-                         "processes under torchrun")
-    if args.track and importlib.util.find_spec("wandb") is None:
-        raise SystemExit("error: --track logs to Weights and Biases: pip install wandb, or drop the flag")
-    if args.capture_video and importlib.util.find_spec("av") is None:
-        raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
-                         "or drop the flag")
+                         f"machine's {memory / 2**30:.0f} GiB; use fewer envs or steps, or several processes "
+                         "under torchrun")
+    for flag, module, use in (("track", "wandb", "logs to Weights and Biases"),
+                              ("capture_video", "av", "writes mp4 files with PyAV")):
+        if getattr(args, flag) and importlib.util.find_spec(module) is None:
+            raise SystemExit(f"error: --{flag.replace('_', '-')} {use}: pip install {module}, "
+                             "or drop the flag")
     ale_game(args.env_id)
-    if checkpoint is not None:
-        check_checkpoint_args(args, checkpoint, processes)
-
-
-def check_checkpoint_args(args: Args, checkpoint: dict, processes: int) -> None:
-    """The checkpoint fits the flags: the same env and networks, and for --resume the same number of
-    processes and a budget not yet spent."""
+    if checkpoint is None:
+        return
     for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
-        if getattr(args, name) != checkpoint["args"][name]:
+        if getattr(args, name) != checkpoint["args"].get(name):
             raise SystemExit(f"error: the checkpoint was trained with --{name.replace('_', '-')} "
-                             f"{checkpoint['args'][name]}, not {getattr(args, name)}; drop the flag "
+                             f"{checkpoint['args'].get(name)}, not {getattr(args, name)}; drop the flag "
                              "(a checkpoint keeps its env and network sizes)")
     if not args.resume:
         return
-    saved_processes = len(checkpoint["ranks"])
     if not all(isinstance(part, dict) and "recent_returns" in part for part in checkpoint["ranks"]):
         raise SystemExit(
             "error: the checkpoint was written by an earlier version of this script, whose resume replayed "
             "every action; resume it with that version, or score it with --eval-checkpoint")
-    if saved_processes != processes:
-        raise SystemExit(f"error: the checkpoint holds {saved_processes} processes' envs, not {processes}; "
-                         f"resume it with torchrun --nproc_per_node {saved_processes} "
+    if len(checkpoint["ranks"]) != processes:
+        raise SystemExit(f"error: the checkpoint holds {len(checkpoint['ranks'])} processes' envs, not "
+                         f"{processes}; resume it with torchrun --nproc_per_node {len(checkpoint['ranks'])} "
                          "(or plain python for 1)")
-    if args.total_timesteps < checkpoint["global_step"] + args.num_envs * args.num_steps * saved_processes:
+    if args.total_timesteps < checkpoint["global_step"] + args.num_envs * args.num_steps * processes:
         raise SystemExit(
             f"error: the checkpoint is at step {checkpoint['global_step']:,}, so --total-timesteps "
             f"{args.total_timesteps:,} leaves no iteration to train; pass a larger --total-timesteps")
 
 
-def setup_torchrun(args: Args) -> tuple[int, int, torch.device]:
-    """Rank, number of processes and device. Under torchrun each process steps its own N envs; gradients and
-    statistics are shared, and rank 0 alone prints, logs and saves."""
+def load_checkpoint(path: str) -> dict:
+    """A checkpoint written by this script; stops with one line if it is missing, unreadable or another's."""
+    if not os.path.isfile(path):
+        raise SystemExit(f"error: no checkpoint at {path!r}; pass the checkpoint.pt of a run directory")
+    try:  # a checkpoint is a pickle: load only your own
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise SystemExit(f"error: {path!r} is not a readable checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})")
+    script = os.path.basename(__file__)
+    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
+        other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
+        raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; "
+                         "use that script")
+    parts = {"args", "iteration", "global_step", "networks", "optimizer", "reward_rms", "ranks"}
+    if missing := ", ".join(sorted(parts - set(checkpoint))):
+        raise SystemExit(f"error: {path!r} lacks {missing}: not a whole checkpoint of {script}")
+    return checkpoint
+
+
+def load_weights(modules: dict, saved: dict) -> None:
+    """Each module's state from `saved`; stops with one line if the checkpoint lacks it or it does not fit."""
+    for name, module in modules.items():
+        try:
+            module.load_state_dict(saved[name])
+        except (KeyError, ValueError, RuntimeError) as err:
+            reason = " ".join(str(err).split()) if isinstance(err, RuntimeError) else f"no {err}"
+            raise SystemExit(f"error: the checkpoint's {name} does not fit this script ({reason[:300]})")
+
+
+def seed_everything(args: Args, rank: int, start: int) -> tuple[np.random.Generator, int]:
+    """Seeds everything, the envs included, so that a CPU run repeats exactly; each process differently.
+    Returns main's numpy generator and the first env's seed: env i of process r, started after iteration
+    k, gets seed + (k * processes + r) * num_envs + i: no two alike, and a resume plays new episodes."""
+    random.seed(args.seed + rank)
+    np.random.seed(args.seed + rank)
+    torch.manual_seed(args.seed + rank)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    torch.distributions.Distribution.set_default_validate_args(False)  # NaNs are caught by first_non_finite
+    return np.random.default_rng(args.seed + rank), args.seed + start * args.num_envs
+
+
+def setup(args: Args) -> tuple[int, int, torch.device, partial]:
+    """Rank, number of processes, device and autocast (bfloat16 with --bf16, else a no-op); from here
+    SIGINT and SIGTERM wait for a stop point. Under torchrun each process steps its own N envs; gradients
+    and statistics are shared, and rank 0 alone prints, logs and saves."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, request_stop)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     use_cuda = torch.cuda.is_available() and args.cuda
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if use_cuda else "cpu")
@@ -739,100 +751,95 @@ def setup_torchrun(args: Args) -> tuple[int, int, torch.device]:
     if args.bf16 and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         print("warning: this CPU has no bfloat16 units (AVX-512 BF16 or AMX): --bf16 runs its networks "
               "several times slower than float32 here (README, Speed); drop the flag", flush=True)
-    return rank, world_size, device
+    return rank, world_size, device, partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)
 
 
-def open_run_dir(args: Args, world_size: int) -> str:
-    """The run directory: a new one in --log-dir (named by rank 0), or on --resume the checkpoint's. Until
-    training starts, Ctrl-C or SIGTERM stops at once and removes it if it is still empty."""
-    run_name = f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if world_size > 1:
-        names = [run_name]
+def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
+    """The run directory and its checkpoint's path: a new directory in --log-dir (named by rank 0), or on
+    --resume the checkpoint's. Rank 0 holds an OS lock on it while it runs (the kernel drops it at exit,
+    even at kill -9): a second process on the same run stops with one line. A new run that ends before its
+    first checkpoint leaves nothing."""
+    names = [f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"]
+    if dist.is_initialized():
         dist.broadcast_object_list(names, src=0)
-        run_name = names[0]
-    run_dir = os.path.join(args.log_dir, run_name)
+    run_dir = os.path.join(args.log_dir, names[0])
     if args.resume:  # the run directory is where its checkpoint lies
         run_dir = os.path.dirname(os.path.abspath(args.resume))
+    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
+    if rank > 0:
+        return run_dir, checkpoint_path
+    fix = "pass a writable --log-dir"
+    if args.resume:
+        fix = "copy the run directory somewhere writable and resume from there"
     try:
         os.makedirs(run_dir, exist_ok=True)
+        lock = open(os.path.join(run_dir, ".lock"), "a")
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()  # so that a full disk shows here, not in TensorBoard's writer thread
+        os.fsync(lock.fileno())
+    except BlockingIOError:
+        raise SystemExit(f"error: another process is training in {run_dir}; wait for it to end, or stop it")
     except OSError as err:
-        raise SystemExit(f"error: cannot create the run directory {run_dir!r} ({err.strerror}); "
-                         "pass a writable --log-dir")
-    if not os.access(run_dir, os.W_OK):
-        raise SystemExit(f"error: the run directory {run_dir!r} is not writable; pass a writable --log-dir")
+        raise SystemExit(f"error: cannot write in the run directory {run_dir!r} ({err.strerror}); {fix}")
+    atexit.register(lock.close)  # which keeps the lock held until the process exits
     if os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp")):  # a write cut by kill -9
         os.remove(os.path.join(run_dir, "checkpoint.pt.tmp"))  # the checkpoint itself is whole
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, partial(stop_before_training, run_dir))
-    return run_dir
+    if not args.resume:
+        atexit.register(lambda: os.path.exists(checkpoint_path) or shutil.rmtree(run_dir, ignore_errors=True))
+    return run_dir, checkpoint_path
 
 
-def stop_before_training(run_dir: str, signum, frame):
-    """SIGINT or SIGTERM while the envs, statistics and networks are built: nothing to save yet."""
-    if os.path.isdir(run_dir) and not os.listdir(run_dir):
-        os.rmdir(run_dir)
-    print(f"{signal.Signals(signum).name}: stopped before the first iteration; nothing saved",
-          file=sys.stderr)
-    raise SystemExit(128 + signum)
+# Stops: SIGINT and SIGTERM only note that a stop was asked for; the loop stops at its next stop point, so
+# that nothing (a checkpoint write, the log writer's close) is ever cut mid-way by a signal
+STOP = []  # the signals received
 
 
-def stop_on_signal(signum, frame):
-    """SIGINT and SIGTERM stop training the same way, through KeyboardInterrupt."""
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+def request_stop(signum, frame):
+    STOP.append(signal.Signals(signum).name)
 
 
-def load_checkpoint(path: str) -> dict:
-    """A checkpoint written by this script; stops with one line if it is missing, unreadable or another's."""
-    if not os.path.isfile(path):
-        raise SystemExit(f"error: no checkpoint at {path!r}; pass the checkpoint.pt of a run directory")
-    try:  # a checkpoint is a pickle: load only your own
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as err:
-        reason = f"{type(err).__name__}: {err}".splitlines()[0]
-        raise SystemExit(f"error: {path!r} is not a readable checkpoint ({reason})")
-    script = os.path.basename(__file__)
-    if not isinstance(checkpoint, dict) or checkpoint.get("script") != script:
-        other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
-        raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; "
-                         "use that script")
-    parts = {"args", "iteration", "global_step", "networks", "optimizer", "reward_rms", "ranks"}
-    if missing := ", ".join(sorted(parts - set(checkpoint))):
-        raise SystemExit(f"error: {path!r} lacks {missing}: not a whole checkpoint of {script}")
-    return checkpoint
+class Stop(Exception):
+    """Raised at a stop point after SIGINT or SIGTERM: the iteration under way is dropped."""
 
 
-def process_state(reward_filter: RewardForwardFilter, episodes: EpisodeStats, rng: np.random.Generator,
-                  device: torch.device, **more) -> dict:
-    """What differs between torchrun processes; nothing in it grows with the run."""
-    return {"reward_filter": reward_filter.rewems, "recent_returns": list(episodes.recent_returns),
-            "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, **more}
+def stop_point() -> None:
+    """Raises Stop if a signal asked to stop; under torchrun, in every process at the same point."""
+    asked = torch.tensor(2 if "SIGTERM" in STOP else 1 if STOP else 0)
+    if dist.is_initialized():
+        dist.all_reduce(asked, op=dist.ReduceOp.MAX)
+    if asked:
+        raise Stop(["SIGINT", "SIGTERM"][int(asked) - 1])
 
 
 def training_state(args: Args, iteration: int, global_step: int, networks: dict, optimizer, reward_rms,
-                   process: dict) -> dict:
-    """A copy of everything a checkpoint holds, taken now; rank 0 holds every process's `process` part,
-    so that one checkpoint restores them all."""
-    ranks = [process]
-    if dist.is_initialized():
-        ranks = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
-        dist.gather_object(process, ranks, dst=0)
+                   reward_filter: RewardForwardFilter, episodes: EpisodeStats, rng, device, **more) -> dict:
+    """A copy of everything a checkpoint holds, taken now; nothing in it grows with the run. Rank 0 holds
+    every process's own part (`ranks`), so that one checkpoint restores them all."""
+    process = {"reward_filter": reward_filter.rewems, "recent_returns": list(episodes.recent_returns),
+               "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+               "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, **more}
     return copy.deepcopy({
         "script": os.path.basename(__file__), "args": vars(args), "iteration": iteration,
         "global_step": global_step, "networks": {name: m.state_dict() for name, m in networks.items()},
-        "optimizer": optimizer.state_dict(), "reward_rms": vars(reward_rms), "ranks": ranks,
+        "optimizer": optimizer.state_dict(), "reward_rms": vars(reward_rms),
+        "ranks": all_gather(process)[0],
     })
 
 
-def restore(checkpoint: dict, rank: int, args: Args, networks: dict, optimizer, reward_rms: RunningMeanStd,
-            reward_filter: RewardForwardFilter, episodes: EpisodeStats, rng, device) -> tuple[int, dict]:
+def restore(checkpoint: Optional[dict], rank: int, args: Args, networks: dict, optimizer,
+            reward_rms: RunningMeanStd, reward_filter: RewardForwardFilter, episodes: EpisodeStats, rng,
+            device) -> tuple[int, dict]:
     """Puts the checkpoint's state into the new run's objects: everything that decides what comes next
-    except the envs (ALE cannot save them). Returns its global step and this process's part."""
+    except the envs (ALE cannot save them). Returns its global step and this process's part (0 and {}
+    without a checkpoint)."""
+    if checkpoint is None:
+        return 0, {}
     print(f"resuming after iteration {checkpoint['iteration']} (step {checkpoint['global_step']:,}): "
           "networks, optimizer, normalisers and random streams as saved; the envs start new episodes")
-    for name, module in networks.items():
-        module.load_state_dict(checkpoint["networks"][name])
-    optimizer.load_state_dict(checkpoint["optimizer"])
+    load_weights({**networks, "optimizer": optimizer},
+                 {**checkpoint["networks"], "optimizer": checkpoint["optimizer"]})
     for group in optimizer.param_groups:
         group["lr"] = args.learning_rate
     vars(reward_rms).update(checkpoint["reward_rms"])
@@ -853,27 +860,21 @@ def restore_rng_states(process: dict, rng: np.random.Generator, device: torch.de
 
 def save_checkpoint(state: dict, path: str) -> Optional[str]:
     """Writes `state` to a temporary file, then renames it over `path`: a crash, a kill or a full disk
-    mid-write leaves the previous checkpoint whole. Ctrl-C and SIGTERM wait until the write has ended (torch
-    would report them as a failed write). Returns None, or why the write failed."""
-    tmp, arrived = path + ".tmp", []
-    handlers = {stop: signal.signal(stop, lambda signum, frame: arrived.append(signum))
-                for stop in (signal.SIGINT, signal.SIGTERM)}
+    mid-write leaves the previous checkpoint whole. Returns None, or why the write failed."""
+    data = io.BytesIO()
+    torch.save(state, data)  # in memory first, so that a failed write is the OS's error, not torch's
     try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
+        with open(path + ".tmp", "wb") as f:
+            f.write(data.getbuffer())
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as err:  # torch reports a failed write as a RuntimeError
+        os.replace(path + ".tmp", path)
+    except OSError as err:
         kept = "the previous checkpoint is intact" if os.path.exists(path) else "no earlier checkpoint exists"
-        return f"could not write {path} ({str(err).splitlines()[0]}); {kept}"
+        return f"could not write {path} ({err.strerror or err}); {kept}"
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        for stop, handler in handlers.items():
-            signal.signal(stop, handler)
-        if arrived:  # delivered again, now that the write has ended
-            signal.raise_signal(arrived[0])
+        if os.path.exists(path + ".tmp"):
+            os.remove(path + ".tmp")
     return None
 
 
@@ -889,18 +890,25 @@ def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
 
 
 def finish(snapshot: Optional[dict], checkpoint: Optional[dict], checkpoint_path: str, failure: Optional[str],
-           stopped_by: Optional[str], params: list) -> None:
-    """Saves the last finished iteration (unless the checkpoint on disk holds it), checks that torchrun's
-    processes agree, and says how to go on; a stop or a failure exits with its code."""
+           stopped_by: Optional[str], params: list, to_close: list) -> None:
+    """Closes the envs and the log writer, saves the last finished iteration (unless the checkpoint on disk
+    holds it), checks that torchrun's processes agree, and says how to go on; a stop or a failure exits
+    with its code (130, 143 or 1)."""
+    for thing in to_close:
+        if thing is not None:
+            thing.close()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if snapshot is None:
-        raise SystemExit(failure or f"{stopped_by}: stopped before the first iteration ended; "
-                         "nothing to save")
+        print(failure or f"{stopped_by}: stopped before the first iteration ended; nothing saved",
+              file=sys.stderr)
+        raise SystemExit(1 if failure else 128 + signal.Signals[stopped_by].value)
+    if stopped_by:
+        print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume",
+              flush=True)
     if rank == 0 and snapshot is not checkpoint and (error := save_checkpoint(snapshot, checkpoint_path)):
         raise SystemExit(f"error: {error}")
     if world_size > 1 and not (failure or stopped_by):  # the processes' weights must never have drifted apart
-        sums = [None] * world_size
-        dist.all_gather_object(sums, sum(p.double().sum().item() for p in params))
+        sums, _ = all_gather(sum(p.double().sum().item() for p in params))
         if len(set(sums)) > 1:
             raise SystemExit(f"error: the processes' weights differ at the end (checksums {sums})")
         print(f"weights identical in all {world_size} processes (checksum {sums[0]:.12g})")
@@ -925,7 +933,7 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
     mp4."""
     envs = make_envs(args.env_id, min(episodes, args.num_envs), args.max_episode_steps)
     share = episodes // envs.num_envs + (np.arange(envs.num_envs) < episodes % envs.num_envs)
-    obs, stats = envs.reset(seed=seed)[0], EpisodeStats(envs.num_envs)
+    obs, stats = envs.reset(seed=env_seeds(seed, envs.num_envs))[0], EpisodeStats(envs.num_envs)
     device = obs_norm.mean.device
     generator = torch.Generator(device).manual_seed(seed)  # its own, so training's random stream is untouched
     returns, lengths, frames = [], [], [] if video_path else None
@@ -955,10 +963,9 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
 def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
     """--eval-checkpoint: plays the checkpoint's policy and prints the raw game score."""
     saved = checkpoint["networks"]
-    policy = Policy(len(saved["policy"]["logits.bias"]))
-    obs_norm = ObservationNorm(saved["obs_norm"]["mean"], 1.0)
-    policy.load_state_dict(saved["policy"])
-    obs_norm.load_state_dict(saved["obs_norm"])
+    policy = Policy(len(saved.get("policy", {}).get("logits.bias", [0])))  # else load_weights says why
+    obs_norm = ObservationNorm(np.zeros((4, 84, 84)), 1.0)
+    load_weights({"policy": policy, "obs_norm": obs_norm}, saved)
     video = args.eval_checkpoint[: -len(".pt")] + "_eval.mp4" if args.capture_video else None
     scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1,
                                video)
@@ -1021,9 +1028,73 @@ class PhaseTimer:
         self.last = now
 
 
+def log_iteration(writer: Optional[SummaryWriter], scalars: dict, global_step: int, iterations: tuple,
+                  start_time: float, recent_returns, phase_seconds: Optional[dict]) -> None:
+    """Writes the iteration's scalars to TensorBoard and prints one line (with --profile, two).
+    `iterations`: the first of this process, this one, the last."""
+    first, iteration, last = iterations
+    seconds_left = (time.time() - start_time) / (iteration - first) * (last - iteration)
+    if writer is not None:
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, global_step)
+    recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+    left = (f"{seconds_left / 86400:.1f} days" if seconds_left >= 86400
+            else time.strftime("%H:%M:%S", time.gmtime(seconds_left)))
+    print(f"iter {iteration}/{last} step {global_step:,} frames {4 * global_step:,} "
+          f"SPS {scalars['charts/SPS']} "
+          f"return(last 100) {recent} r_int {scalars['charts/intrinsic_reward_mean']:.4g} left {left}",
+          flush=True)
+    if phase_seconds is not None:
+        print("  seconds:", ", ".join(f"{k} {v:.2f}" for k, v in phase_seconds.items()), flush=True)
+
+
+# torchrun: every process's numbers as one. Without torchrun each helper returns its input's own statistics
+def env_seeds(first: int, num_envs: int) -> list:
+    """Seeds first, first + 1, ... of `num_envs` envs, wrapped into ALE's range (0 to INT_MAX)."""
+    return [(first + i) % (INT_MAX + 1) for i in range(num_envs)]
+
+
+def all_gather(obj) -> tuple[list, int]:
+    """Every process's `obj` in rank order, and this process's rank; ([obj], 0) without torchrun."""
+    if not dist.is_initialized():
+        return [obj], 0
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered, dist.get_rank()
+
+
+def global_moments(x: np.ndarray) -> tuple:
+    """Mean, variance and count of a float64 array over every process (scalars under torchrun)."""
+    if not dist.is_initialized():
+        return x.mean(0), x.var(0), x.shape[0]
+    count, mean, var = x.shape[0], x.mean(0), x.var(0)
+    moments = torch.tensor([count, count * mean, count * (var + mean**2)], dtype=torch.float64)
+    dist.all_reduce(moments)
+    mean = (moments[1] / moments[0]).item()
+    return mean, (moments[2] / moments[0]).item() - mean**2, moments[0].item()
+
+
+def global_mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (unbiased) std of x over every process of a torchrun job; of x alone without one."""
+    if not dist.is_initialized():
+        return x.mean(), x.std()
+    moments = torch.stack([x.new_tensor(x.numel()), x.sum(), x.square().sum()]).double()
+    dist.all_reduce(moments)
+    count, total, total_sq = moments
+    mean = total / count
+    return mean.to(x.dtype), ((total_sq - count * mean**2) / (count - 1)).sqrt().to(x.dtype)
+
+
+def broadcast_from_rank_0(networks: dict) -> None:
+    """Every process's weights and buffers become rank 0's."""
+    for tensor in (t for module in networks.values() for t in module.state_dict().values()):
+        if dist.is_initialized():
+            dist.broadcast(tensor, src=0)
+
+
 def average_gradients(params: list) -> None:
-    """torchrun: every process's gradient becomes the mean over every process's minibatch."""
-    for p in params:
+    """Every process's gradient becomes the mean over every process's minibatch."""
+    for p in params if dist.is_initialized() else ():
         dist.all_reduce(p.grad)
         p.grad /= dist.get_world_size()
 
@@ -1037,67 +1108,28 @@ def mean_over_processes(stats: dict) -> dict:
     return {name: value.item() for name, value in stats.items()}
 
 
-def log_iteration(writer: Optional[SummaryWriter], scalars: dict, global_step: int, progress: str,
-                  seconds_left: float, recent_returns, phase_seconds: Optional[dict]) -> None:
-    """Writes the iteration's scalars to TensorBoard and prints one line (with --profile, two)."""
-    if writer is not None:
-        for name, value in scalars.items():
-            writer.add_scalar(name, value, global_step)
-    recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
-    if seconds_left < 86400:
-        left = time.strftime("%H:%M:%S", time.gmtime(seconds_left))
-    else:
-        left = f"{seconds_left / 86400:.1f} days"
-    print(f"iter {progress} step {global_step:,} frames {4 * global_step:,} SPS {scalars['charts/SPS']} "
-          f"return(last 100) {recent} r_int {scalars['charts/intrinsic_reward_mean']:.4g} left {left}",
-          flush=True)
-    if phase_seconds is not None:
-        print("  seconds:", ", ".join(f"{k} {v:.2f}" for k, v in phase_seconds.items()), flush=True)
-
-
-if __name__ == "__main__":
+def main():
     args, checkpoint = parse_args()
     if args.eval_checkpoint:
-        evaluate_checkpoint(args, checkpoint)
-        sys.exit(0)
-    rank, world_size, device = setup_torchrun(args)
-    run_dir = open_run_dir(args, world_size)
-    checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
-    batch_size = args.num_envs * args.num_steps * world_size  # agent steps of an iteration, all processes
+        return evaluate_checkpoint(args, checkpoint)
+    rank, world_size, device, autocast = setup(args)
+    run_dir, checkpoint_path = open_run_dir(args, rank)
+    T, N = args.num_steps, args.num_envs
+    batch_size = N * T * world_size  # agent steps of an iteration, all processes
     num_iterations = args.total_timesteps // batch_size
     start_iteration = checkpoint["iteration"] if checkpoint else 0
+    rng, env_seed = seed_everything(args, rank, start_iteration * world_size + rank)
 
-    # Seeding: everything, the envs included, so a CPU run repeats exactly; each process differently
-    random.seed(args.seed + rank)
-    np.random.seed(args.seed + rank)
-    torch.manual_seed(args.seed + rank)
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    torch.distributions.Distribution.set_default_validate_args(False)  # NaNs are caught by first_non_finite
-    rng = np.random.default_rng(args.seed + rank)
-    # Env i of process r, started after iteration k (0, or the checkpoint's on resume), gets the seed
-    # seed + (k * processes + r) * num_envs + i: no two envs alike, and a resumed run plays new episodes
-    env_seed = args.seed + (start_iteration * world_size + rank) * args.num_envs
-    autocast = partial(torch.autocast, device.type, torch.bfloat16, enabled=args.bf16)
-
-    # Envs in --env-parts parts, and the observation statistics of a random agent (on resume: the
-    # checkpoint's). ALE cannot save an env, so a resumed run's envs start new episodes
-    part_size = args.num_envs // args.env_parts
-    parts = [slice(k * part_size, (k + 1) * part_size) for k in range(args.env_parts)]  # env indices of each
-    rooms = None
-    if args.track_rooms and ale_game(args.env_id)[0] == "montezuma_revenge":
-        rooms = RoomTracker(args.num_envs)
-    if rooms is None:
-        env_parts = [make_envs(args.env_id, part_size, args.max_episode_steps) for _ in parts]
-    else:  # the native env exposes no RAM, so no room
-        env_parts = [make_room_envs(args.env_id, part_size, args.max_episode_steps,
-                                    asynchronous=args.room_envs_async) for _ in parts]
-    num_actions = env_parts[0].single_action_space.n
-    ob_mean, ob_std = np.zeros(env_parts[0].single_observation_space.shape), 1.0
+    # Envs (ALE cannot save them: a resumed run's start new episodes), the observation statistics of a
+    # random agent (on resume: the checkpoint's)
+    rooms = RoomTracker(N) if args.track_rooms and ale_game(args.env_id)[0] == "montezuma_revenge" else None
+    make = partial(make_room_envs, asynchronous=args.room_envs_async) if rooms else make_envs  # (no RAM)
+    envs, episodes = make(args.env_id, N, args.max_episode_steps), EpisodeStats(N)
+    num_actions = envs.single_action_space.n
+    ob_mean, ob_std = np.zeros(envs.single_observation_space.shape), 1.0
     if checkpoint is None and rank == 0:  # the other processes get rank 0's with its weights
         ob_mean, ob_std = random_agent_obs_stats(args, env_seed, rng)
-    next_obs = [part_envs.reset(seed=env_seed + k * part_size)[0] for k, part_envs in enumerate(env_parts)]
-    next_obs = torch.from_numpy(np.concatenate(next_obs)).to(device)  # env i: env_seed + i, for any parts
-    episodes = EpisodeStats(args.num_envs)
+    next_obs = torch.from_numpy(envs.reset(seed=env_seeds(env_seed, N))[0]).to(device)
 
     # Networks: policy, feature encoder phi and forward model f, under one Adam
     obs_norm = ObservationNorm(ob_mean, ob_std).to(device)
@@ -1107,62 +1139,42 @@ if __name__ == "__main__":
     networks = {"obs_norm": obs_norm, "policy": policy, "phi": phi, "forward_model": forward_model}
     params = [p for m in (policy, phi, forward_model) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-8, fused=True)  # one kernel: 3x faster
-    reward_filter = RewardForwardFilter(args.gamma, args.num_envs)
-    reward_rms = RunningMeanStd()
-    global_step = 0
-    if checkpoint is not None:
-        global_step, process = restore(checkpoint, rank, args, networks, optimizer, reward_rms, reward_filter,
-                                 episodes, rng, device)
-        if rooms is not None:  # the rooms of the whole run; the cut episodes' rooms are dropped with them
-            rooms.seen = process["rooms_seen"]
-    if world_size > 1:  # every process starts from rank 0's weights and observation statistics
-        for tensor in (t for module in networks.values() for t in module.state_dict().values()):
-            dist.broadcast(tensor, src=0)
+    reward_filter, reward_rms = RewardForwardFilter(args.gamma, N), RunningMeanStd()
+    global_step, process = restore(checkpoint, rank, args, networks, optimizer, reward_rms, reward_filter,
+                                   episodes, rng, device)
+    if rooms is not None:  # the rooms of the whole run (none saved by a run without --track-rooms)
+        rooms.seen = process.get("rooms_seen") or set()
+    broadcast_from_rank_0(networks)  # every process starts from rank 0's weights and observation statistics
 
-    # Storage: frames stay uint8, channels-last like ObservationNorm's output (no transpose per minibatch);
-    # obs[T] is the observation after the last step
-    T, N = args.num_steps, args.num_envs
-    C, H, W = env_parts[0].single_observation_space.shape
-    obs = torch.zeros((T + 1, N, H, W, C), dtype=torch.uint8, device=device).movedim(-1, -3)  # T+1,N,C,H,W
+    # Storage: uint8 frames, channels-last as ObservationNorm's output; obs[T]: the one after the last step
+    obs = torch.zeros((T + 1, N, 84, 84, 4), dtype=torch.uint8, device=device).movedim(-1, -3)  # T+1,N,C,H,W
     actions = torch.zeros((T, N), dtype=torch.long, device=device)
     logprobs, values, ext_rewards, dones = (torch.zeros((T, N), device=device) for _ in range(4))
 
     writer = open_logs(args, run_dir, checkpoint is not None, global_step) if rank == 0 else None
-    print(f"run {os.path.basename(run_dir)}: {num_iterations} iterations of {batch_size} steps on {device}; "
-          f"logs in {run_dir}")
-    for signum in (signal.SIGINT, signal.SIGTERM):  # from here a stop saves the last finished iteration
-        signal.signal(signum, stop_on_signal)
-    snapshot, stopped_by, failure = checkpoint, None, None  # snapshot: the last state a checkpoint may hold
-    start_time = time.time()
+    print(f"run {os.path.basename(run_dir)}: {num_iterations} iterations of {batch_size} steps on {device}")
+    snapshot, stopped_by, failure, start_time = checkpoint, None, None, time.time()  # snapshot: last state
     try:
         for iteration in range(start_iteration + 1, num_iterations + 1):
             timer = PhaseTimer(sync=args.profile and device.type == "cuda")
 
-            # 1. Rollout with the current stochastic policy; envs are never reset between rollouts. A part's
-            # step t - 1 is received just before its action t is chosen, so each part's emulators run while
-            # the policy acts for the others; pass T only receives
-            for t in range(T + 1):
-                for part, part_envs in zip(parts, env_parts):
-                    if t > 0:
-                        next_obs_np, reward, terminated, truncated, info = part_envs.recv()
-                        episodes.update(reward, terminated, truncated, part)
-                        if rooms is not None and rooms.update(info, terminated, truncated, part)[1]:
-                            print(f"step {global_step + t * N:,}: rooms visited so far {sorted(rooms.seen)}",
-                                  flush=True)
-                        ext_rewards[t - 1, part] = torch.from_numpy(reward).to(device)
-                        dones[t - 1, part] = torch.from_numpy(terminated | truncated).to(device)
-                        next_obs[part] = torch.from_numpy(next_obs_np).to(device)
-                        timer.lap("env")
-                    if t == T:
-                        continue
-                    obs[t, part] = next_obs[part]
-                    with torch.no_grad(), autocast():
-                        logits, values[t, part] = policy(obs_norm(next_obs[part]))
-                        pi = Categorical(logits=logits)
-                        actions[t, part] = pi.sample()
-                        logprobs[t, part] = pi.log_prob(actions[t, part])
-                    part_envs.send(actions[t, part].cpu().numpy())
-                    timer.lap("inference")
+            # 1. Rollout with the current stochastic policy; envs are never reset between rollouts
+            for t in range(T):
+                stop_point()
+                obs[t] = next_obs
+                with torch.no_grad(), autocast():
+                    logits, values[t] = policy(obs_norm(next_obs))
+                    pi = Categorical(logits=logits)
+                    actions[t] = pi.sample()
+                    logprobs[t] = pi.log_prob(actions[t])
+                timer.lap("inference")
+                next_obs_np, reward, terminated, truncated, info = envs.step(actions[t].cpu().numpy())
+                episodes.update(reward, terminated, truncated)
+                if rooms is not None and rooms.update(info, terminated, truncated)[1]:
+                    print(f"step {global_step + t * N:,}: rooms visited so far {sorted(rooms.seen)}")
+                ext_rewards[t], dones[t] = torch.from_numpy(reward), torch.from_numpy(terminated | truncated)
+                next_obs = torch.from_numpy(next_obs_np).to(device)
+                timer.lap("env")
             obs[T] = next_obs
             global_step += batch_size
 
@@ -1183,38 +1195,31 @@ if __name__ == "__main__":
             timer.lap("rewards")
 
             # 4. Update: PPO + forward-model loss + the feature method's loss, one Adam step per minibatch
-            stats, num_minibatch_updates = {}, args.update_epochs * args.num_minibatches
+            stats = {}
             for epoch in range(args.update_epochs):
                 for envs_np in minibatch_envs(N, args.num_minibatches, rng):
+                    stop_point()
                     mb = torch.from_numpy(envs_np).to(device)
                     with autocast():  # a no-op unless --bf16; backward runs outside it, as torch advises
-                        x = obs_norm(obs[:, mb])
-                        ppo, ppo_stats = ppo_loss(policy, x[:-1], actions[:, mb], logprobs[:, mb],
-                                                  advantages[:, mb], returns[:, mb], args)
-                        if features is not None:  # fixed phi: the rollout's features
-                            mb_features, aux_loss, aux_stats = features[:, mb], x.new_zeros(()), {}
-                        else:  # learned phi moves with every optimizer step
-                            mb_features, aux_loss, aux_stats = phi.loss(x, actions[:, mb])
-                        dynamics_loss = prediction_error(forward_model, mb_features, actions[:, mb]).mean()
-                        loss = ppo + dynamics_loss + aux_loss
+                        loss, mb_stats = update_loss(
+                            policy, phi, forward_model, obs_norm(obs[:, mb]), actions[:, mb], logprobs[:, mb],
+                            advantages[:, mb], returns[:, mb], None if features is None else features[:, mb],
+                            args)
                     optimizer.zero_grad()
                     loss.backward()
-                    if world_size > 1:
-                        average_gradients(params)
+                    average_gradients(params)
                     if args.max_grad_norm > 0:
                         nn.utils.clip_grad_norm_(params, args.max_grad_norm)
                     optimizer.step()
-                    with torch.no_grad():  # the log shows each loss averaged over every minibatch
-                        mb_stats = {**ppo_stats, "losses/dynamics_loss": dynamics_loss, **aux_stats}
-                        for name, value in mb_stats.items():
-                            stats[name] = stats.get(name, 0.0) + value / num_minibatch_updates
+                    for name, value in mb_stats.items():  # the log shows each loss's mean over minibatches
+                        stats[name] = stats.get(name, 0) + value / (args.update_epochs * args.num_minibatches)
             timer.lap("update")
 
             # 5. Log (means over every process; episodes that ended in this rollout)
             scalars = {
                 **mean_over_processes(stats),
                 "losses/explained_variance": explained_variance(values.flatten(), returns.flatten()),
-                "charts/SPS": int(batch_size / (time.perf_counter() - timer.start)),
+                "charts/SPS": int(batch_size / (time.perf_counter() - timer.start)),  # of this iteration
                 "charts/frames": 4 * global_step,
                 "charts/intrinsic_reward_mean": int_rewards.mean().item(),
                 "charts/reward_rms_std": float(np.sqrt(reward_rms.var)),
@@ -1223,30 +1228,24 @@ if __name__ == "__main__":
                 **episodes.log(),
                 **(rooms.log() if rooms is not None else {}),
             }
-            seconds_per_iteration = (time.time() - start_time) / (iteration - start_iteration)
-            seconds_left = seconds_per_iteration * (num_iterations - iteration)
-            log_iteration(writer, scalars, global_step, f"{iteration}/{num_iterations}", seconds_left,
-                          episodes.recent_returns, timer.seconds if args.profile else None)
+            log_iteration(writer, scalars, global_step, (start_iteration, iteration, num_iterations),
+                          start_time, episodes.recent_returns, timer.seconds if args.profile else None)
 
             # 6. Save: never garbage. A non-finite loss or reward stops the run at the last good state
             if failed := first_non_finite(scalars, networks):
                 failure = f"error: {failed} became NaN or infinite in iteration {iteration}; training stopped"
                 break
             snapshot = training_state(args, iteration, global_step, networks, optimizer, reward_rms,
-                                      process_state(reward_filter, episodes, rng, device,
-                                                    rooms_seen=rooms.seen if rooms else None))
+                                      reward_filter, episodes, rng, device, rooms_seen=rooms and rooms.seen)
             if rank == 0 and args.save_every and iteration % args.save_every == 0:
                 if error := save_checkpoint(snapshot, checkpoint_path):
                     print(f"warning: {error}; training goes on", flush=True)
                 if args.capture_video:
                     record_video(policy, obs_norm, args, run_dir, global_step, iteration)
-    except KeyboardInterrupt as interrupt:
-        stopped_by = interrupt.args[0] if interrupt.args else "SIGINT"
-        print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume",
-              flush=True)
+    except Stop as stop:
+        stopped_by = stop.args[0]
+    finish(snapshot, checkpoint, checkpoint_path, failure, stopped_by, params, [envs, writer])
 
-    for part_envs in env_parts:
-        part_envs.close()
-    if writer is not None:
-        writer.close()
-    finish(snapshot, checkpoint, checkpoint_path, failure, stopped_by, params)
+
+if __name__ == "__main__":
+    main()

@@ -2,7 +2,7 @@
 the CPU (a real Atari game, at a fixed seed) and writes every scalar it logs, timings aside, to a JSON
 file; with --compare, prints each scalar that differs from an earlier such file and exits 1 if any does.
 
-Four settings per script: `tiny` (4 envs x 16 steps, 3 iterations, --env-parts 2, a checkpoint written
+Four settings per script: `tiny` (4 envs x 16 steps, 3 iterations, a checkpoint written
 after iteration 2), `episodes` (8 envs x 64 steps, 6 iterations, episodes cut at 100 steps, so that
 episode returns, lengths and the mix script's rooms are logged too), `bf16` (tiny's run under --bf16) and
 `torchrun` (tiny's run as two torchrun processes on the CPU). The first two take about 3 minutes on
@@ -27,7 +27,7 @@ from common import ROOT, SCRIPTS
 
 SETTINGS = {
     "tiny": ["--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--update-epochs", "2",
-             "--obs-norm-steps", "64", "--total-timesteps", str(4 * 16 * 3), "--env-parts", "2",
+             "--obs-norm-steps", "64", "--total-timesteps", str(4 * 16 * 3),
              "--save-every", "2"],
     "episodes": ["--num-envs", "8", "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "1",
                  "--obs-norm-steps", "64", "--total-timesteps", str(8 * 64 * 6), "--max-episode-steps", "100",

@@ -8,6 +8,7 @@ module constant and every field of Args (its default and docstring) that the met
 import ast
 import difflib
 import itertools
+import subprocess
 
 import pytest
 
@@ -29,22 +30,26 @@ OWN_FIELDS = {
     "curiosity_pixels": {"feature_dim"},
     "curiosity_extrinsic_mix": {"env_id", "int_coef", "ext_coef", "use_dones"},
 }
-# How many lines of the `if __name__ == "__main__":` block may differ from curiosity_rf.py's.
+# How many lines of main() may differ from curiosity_rf.py's.
 MAIN_BLOCK_BUDGET = {"curiosity_idf": 0, "curiosity_vae": 10, "curiosity_pixels": 10, "curiosity_extrinsic_mix": 30}
+# How many lines `diff curiosity_rf.py X.py` may show changed, at most: the feature idea and nothing else.
+DIFF_BUDGET = {"curiosity_idf": 24, "curiosity_vae": 94, "curiosity_pixels": 117, "curiosity_extrinsic_mix": 163}
+MAIN_LINES = 130  # curiosity_rf.py's main() reads top to bottom in about two screens
+PLUMBING_BANNER = "# Plumbing:"
 
 SCRIPTS = sorted(p.stem for p in ROOT.glob("curiosity_*.py"))
 
 
 def top_level(name: str) -> tuple[dict[str, str], list[str]]:
-    """Source of each top-level function and class, and the lines of the __main__ block."""
+    """Source of each top-level function and class but main(), and the lines of main()."""
     text = (ROOT / f"{name}.py").read_text()
     tree = ast.parse(text)
     defs, main = {}, []
     for node in tree.body:
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            defs[node.name] = ast.get_source_segment(text, node)
-        elif isinstance(node, ast.If) and "__main__" in ast.unparse(node.test):
+        if isinstance(node, ast.FunctionDef) and node.name == "main":
             main = ast.get_source_segment(text, node).splitlines()
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defs[node.name] = ast.get_source_segment(text, node)
     return defs, main
 
 
@@ -81,7 +86,8 @@ def test_every_script_is_known():
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_own_names_exist(name):
     defs, main = top_level(name)
-    assert main, f"{name} has no __main__ block"
+    assert main, f"{name} has no main()"
+    assert (ROOT / f"{name}.py").read_text().rstrip().endswith('if __name__ == "__main__":\n    main()')
     assert OWN[name] <= set(defs) | {"Args"}, f"{name} declares names it does not define: {OWN[name] - set(defs)}"
 
 
@@ -119,6 +125,23 @@ def test_main_block_differs_only_where_the_method_does(name):
     changed = [line for line in difflib.unified_diff(main_rf, main, lineterm="", n=0)
                if line[:1] in "+-" and not line.startswith(("+++", "---"))]
     assert len(changed) <= MAIN_BLOCK_BUDGET[name], "\n".join(changed)
+
+
+@pytest.mark.parametrize("name", [s for s in SCRIPTS if s != "curiosity_rf"])
+def test_a_diff_against_rf_shows_the_method_and_nothing_else(name):
+    diff = subprocess.run(["diff", ROOT / "curiosity_rf.py", ROOT / f"{name}.py"], capture_output=True, text=True)
+    changed = [line for line in diff.stdout.splitlines() if line[:1] in "<>"]  # as `diff | grep -c '^[<>]'`
+    assert len(changed) <= DIFF_BUDGET[name], f"{name}: {len(changed)} changed lines"
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_main_reads_in_two_screens_and_the_algorithm_is_single_process_code(name):
+    _, main = top_level(name)
+    allowed = MAIN_LINES + MAIN_BLOCK_BUDGET.get(name, 0)  # a method's own lines in main() come on top
+    assert len(main) <= allowed, f"{name}: main() has {len(main)} lines"
+    text = (ROOT / f"{name}.py").read_text()
+    above = text[: text.index(PLUMBING_BANNER)]
+    assert "dist." not in above, "torch.distributed belongs in the plumbing section's helpers"
 
 
 @pytest.mark.parametrize("name", SCRIPTS)

@@ -27,7 +27,7 @@ def test_two_processes_share_weights_and_statistics_and_only_rank_0_writes(tmp_p
     assert "weights identical in all 2 processes" in result.stdout  # checksums of every parameter, all-gathered
     assert result.stdout.count("iter 1/") == 1  # rank 0 alone prints
     run_dir = only_run_dir(tmp_path)
-    assert sorted(p.name.split(".")[0] for p in run_dir.iterdir()) == ["checkpoint", "events"]
+    assert sorted(p.name.split(".")[0] or p.name for p in run_dir.iterdir()) == [".lock", "checkpoint", "events"]
     scalars = read_scalars(tmp_path)
     assert [v for _, v in scalars["charts/frames"]] == [4 * 128, 4 * 256]  # steps of both processes
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)

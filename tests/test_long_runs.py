@@ -203,7 +203,7 @@ def test_a_signal_before_the_first_iteration_stops_with_one_line_and_no_run_dire
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig
-    assert err.strip() == f"{sig.name}: stopped before the first iteration; nothing saved"
+    assert err.strip() == f"{sig.name}: stopped before the first iteration ended; nothing saved"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -296,19 +296,185 @@ def test_resume_restores_the_gpu_random_stream_on_a_gpu_only(rf, monkeypatch):
     assert len(calls) == 1
 
 
-def test_a_stop_during_a_checkpoint_write_waits_for_the_write_to_end(rf, tmp_path):
-    class SendsSigterm:  # pickled in the middle of the write
-        def __reduce__(self):
-            os.kill(os.getpid(), signal.SIGTERM)
-            return int, (5,)
-
-    previous = signal.signal(signal.SIGTERM, rf.stop_on_signal)
+def test_a_signal_only_notes_the_stop_and_the_next_stop_point_raises_it(rf):
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        with pytest.raises(KeyboardInterrupt, match="SIGTERM"):  # delivered once the checkpoint is whole
-            rf.save_checkpoint({"before": torch.ones(3), "x": SendsSigterm(), "after": torch.zeros(2)},
-                               str(tmp_path / "checkpoint.pt"))
+        rf.setup(rf.Args(cuda=False))  # installs the one handler
+        rf.stop_point()  # no signal yet: goes on
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)  # a second signal adds nothing, and raises nothing here
+        assert rf.STOP == ["SIGTERM", "SIGINT"]
+        with pytest.raises(rf.Stop, match="SIGTERM"):  # SIGTERM wins: a job runner's stop
+            rf.stop_point()
     finally:
-        signal.signal(signal.SIGTERM, previous)
-    saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
-    assert saved["x"] == 5 and torch.equal(saved["after"], torch.zeros(2))
-    assert not (tmp_path / "checkpoint.pt.tmp").exists()
+        rf.STOP.clear()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+
+def run_with_signals_at(tmp_path, *points: str) -> subprocess.CompletedProcess:
+    """Runs curiosity_rf.py's main() in a fresh process that sends itself SIGINT at each named point: in
+    `log_iteration` of iteration 3, in `intrinsic_reward` (iteration 1), or, once a stop was asked for,
+    just before the envs' or the log writer's close() or the checkpoint's write (a second Ctrl-C at the
+    risky moments)."""
+    argv = ["curiosity_rf.py", *TINY[:-1], "100000", "--log-dir", str(tmp_path)]
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from common import load_script
+rf = load_script("curiosity_rf")
+
+
+def interrupt(function, when):
+    def wrapped(*a, **k):
+        if when(*a):
+            os.kill(os.getpid(), signal.SIGINT)
+        return function(*a, **k)
+    return wrapped
+
+
+always, again = (lambda *a: True), (lambda *a: bool(rf.STOP))  # again: only once a stop was asked for
+targets = {{"log_iteration": (rf, "log_iteration", lambda *a: a[3][1] == 3),
+           "intrinsic_reward": (rf, "intrinsic_reward", always), "envs.close": (rf.FrameStack, "close", again),
+           "writer.close": (rf.SummaryWriter, "close", again), "save_checkpoint": (rf, "save_checkpoint", again)}}
+for point in {list(points)!r}:
+    owner, name, when = targets[point]
+    setattr(owner, name, interrupt(getattr(owner, name), when))
+sys.argv = {argv!r}
+rf.main()
+"""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_a_second_ctrl_c_while_closing_or_saving_loses_nothing(tmp_path):
+    result = run_with_signals_at(tmp_path, "log_iteration", "envs.close", "writer.close", "save_checkpoint")
+    assert result.returncode == 130, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "SIGINT: stopping" in result.stdout
+    checkpoint = checkpoint_of(tmp_path)
+    assert (f"holds iteration 3 (step 192); continue with: python curiosity_rf.py --resume {checkpoint}"
+            in result.stdout)
+    assert torch.load(checkpoint, weights_only=False)["iteration"] == 3  # written whole, after 3 signals
+    events = read_scalars(tmp_path)["losses/policy_loss"]
+    assert [step for step, _ in events] == [64, 128, 192]  # the writer closed cleanly, every iteration in
+
+
+def test_a_stop_during_the_first_iteration_exits_130_and_leaves_no_run_directory(tmp_path):
+    result = run_with_signals_at(tmp_path, "intrinsic_reward")
+    assert result.returncode == 130, result.stderr
+    assert result.stderr.strip() == "SIGINT: stopped before the first iteration ended; nothing saved"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_second_process_on_the_same_run_directory_stops_with_one_line(rf_run, tmp_path):
+    import fcntl
+
+    copy = tmp_path / "run" / "checkpoint.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(rf_run.read_bytes())
+    with open(copy.parent / ".lock", "a") as lock:  # as the first process holds it while it trains
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = run_script("curiosity_rf", "--resume", str(copy), "--total-timesteps", "256")
+    assert_one_line_error(result, f"another process is training in {copy.parent}")
+    assert torch.load(copy, weights_only=False)["iteration"] == 2  # untouched
+    again = run_script("curiosity_rf", "--resume", str(copy), "--total-timesteps", "192")  # lock released
+    assert again.returncode == 0, again.stderr
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A small RAM file system, to fill as a full disk is filled; only where this test may mount (root)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+
+    def mount(size: str) -> Path:
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
+                                capture_output=True, text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+        return mount_point
+
+    yield mount
+    subprocess.run(["umount", str(mount_point)], capture_output=True)
+
+
+def test_a_log_dir_on_a_full_disk_stops_with_one_line_before_any_work(tmpfs):
+    disk = tmpfs("64k")
+    with pytest.raises(OSError):
+        with open(disk / "filler", "wb") as f:
+            f.write(b"x" * (1 << 20))
+    result = run_script("curiosity_rf", *TINY, "--log-dir", str(disk / "runs"))
+    assert_one_line_error(result, "cannot write in the run directory", "No space left on device")
+    assert "estimating" not in result.stdout
+
+
+def test_a_checkpoint_write_on_a_full_disk_says_no_space_and_keeps_the_previous(rf_run, tmpfs):
+    disk = tmpfs(f"{rf_run.stat().st_size + (4 << 20)}")  # room for one checkpoint, not for two
+    copy = disk / "run" / "checkpoint.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(rf_run.read_bytes())
+    result = run_script("curiosity_rf", "--resume", str(copy), "--total-timesteps", "256", "--save-every", "1")
+    assert result.stdout.count("(No space left on device); the previous checkpoint is intact") == 2
+    assert_one_line_error(result, "could not write", "No space left on device")
+    assert torch.load(copy, weights_only=False)["iteration"] == 2
+    assert not (copy.parent / "checkpoint.pt.tmp").exists()
+
+
+def test_a_run_with_the_largest_seed_trains_and_resumes(tmp_path):
+    """Env seeds grow with the iteration and the process (seed + (k x processes + r) x N + i): they wrap
+    into ALE's int32 range instead of overflowing it, at the start and after a resume."""
+    first = run_script("curiosity_rf", *TINY, "--seed", str(2**31 - 1), "--log-dir", str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    resumed = run_script("curiosity_rf", "--resume", str(checkpoint_of(tmp_path)), "--total-timesteps", "256")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "iter 4/4" in resumed.stdout
+
+
+def test_settings_this_version_does_not_know_are_ignored_on_resume(rf_run, tmp_path):
+    saved = torch.load(rf_run, weights_only=False)
+    saved["args"] = {**saved["args"], "env_parts": 2, "a_flag_from_the_future": True}
+    torch.save(saved, copy := tmp_path / "checkpoint.pt")
+    result = run_script("curiosity_rf", "--resume", str(copy), "--total-timesteps", "192")
+    assert result.returncode == 0, result.stderr
+    assert torch.load(copy, weights_only=False)["iteration"] == 3
+
+
+@pytest.mark.parametrize("flag", ["--eval-checkpoint", "--resume"])
+def test_a_checkpoint_missing_a_weight_stops_with_one_line(rf_run, tmp_path, flag):
+    saved = torch.load(rf_run, weights_only=False)
+    del saved["networks"]["policy"]["logits.weight"]
+    torch.save(saved, damaged := tmp_path / "checkpoint.pt")
+    result = run_script("curiosity_rf", flag, str(damaged), "--total-timesteps", "256", "--eval-episodes", "1")
+    assert_one_line_error(result, "the checkpoint's policy does not fit this script", "logits.weight")
+
+
+def test_a_resume_from_a_read_only_directory_says_to_copy_the_run(rf_run, tmpfs):
+    disk = tmpfs("100m")
+    (disk / "run").mkdir()
+    (disk / "run" / "checkpoint.pt").write_bytes(rf_run.read_bytes())
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True, text=True)
+    assert remounted.returncode == 0, remounted.stderr
+    result = run_script("curiosity_rf", "--resume", str(disk / "run" / "checkpoint.pt"), "--total-timesteps", "256")
+    assert_one_line_error(result, "cannot write in the run directory", "Read-only file system",
+                          "copy the run directory somewhere writable and resume from there")
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_directory(tmp_path):
+    code = f"""
+import sys
+sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from common import load_script
+rf = load_script("curiosity_rf")
+
+
+def broken(*args, **kwargs):
+    raise RuntimeError("the emulator failed")
+
+
+rf.make_envs = broken
+sys.argv = {["curiosity_rf.py", *TINY, "--log-dir", str(tmp_path)]!r}
+rf.main()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 1 and "RuntimeError: the emulator failed" in result.stderr  # a crash shows
+    assert list(tmp_path.iterdir()) == []

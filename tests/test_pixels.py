@@ -213,6 +213,6 @@ def test_two_iterations_on_breakout_log_every_metric_and_save_predictions(tmp_pa
 def test_prediction_interval_must_be_positive(tmp_path):
     result = run_script("curiosity_pixels", *TINY, "--prediction-interval", "0", "--log-dir", str(tmp_path))
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "--prediction-interval must be positive" in result.stderr
+    assert "--prediction-interval must be between 1 and 2,147,483,647, got 0" in result.stderr
     help_text = run_script("curiosity_pixels", "--help").stdout
     assert "--save-predictions" in help_text and "U-Net" in help_text

@@ -337,14 +337,16 @@ def test_episode_stats_use_raw_rewards(rf):
 # ---------------------------------------------------------------- arguments
 @pytest.mark.parametrize("overrides, message", [
     ({"num_envs": 12, "num_minibatches": 8}, "must be divisible by --num-minibatches"),
-    ({"num_steps": 0}, "--num-steps must be positive"),
-    ({"num_envs": 12, "num_minibatches": 4, "env_parts": 5},
-     "--env-parts must be a divisor of --num-envs 12, got 5"),
-    ({"env_parts": 0}, "--env-parts must be positive, got 0"),
-    ({"update_epochs": -1}, "--update-epochs must be positive"),
+    ({"num_steps": 0}, "--num-steps must be between 1 and 2,147,483,647, got 0"),
+    ({"update_epochs": -1}, "--update-epochs must be between 1 and 2,147,483,647"),
     ({"total_timesteps": 100}, r"less than one iteration \(--num-envs x --num-steps = 16384\)"),
     ({"env_id": "Pong-v0"}, "names no Atari game"),
-    ({"seed": -1}, "--seed must be 0 or more"),
+    ({"seed": -1}, "--seed must be between 0 and 2,147,483,647, got -1"),
+    ({"seed": 2**31}, "--seed must be between 0 and 2,147,483,647, got 2147483648"),  # numpy and ALE: C ints
+    ({"seed": 2**32}, "--seed must be between 0 and 2,147,483,647"),
+    ({"max_episode_steps": 2**32}, "--max-episode-steps must be between 1 and 536,870,911"),  # 4 frames a step
+    ({"feature_dim": 10**9}, "--feature-dim must be between 1 and 65,536"),
+    ({"save_every": -1}, "--save-every must be between 0 and"),
     ({"learning_rate": float("nan")}, "--learning-rate must be positive and finite, got nan"),
     ({"learning_rate": float("inf")}, "--learning-rate must be positive and finite, got inf"),
     ({"int_coef": float("nan")}, "--int-coef must be 0 or more and finite"),

@@ -201,7 +201,7 @@ def test_reconstruction_png_shows_frames_above_their_reconstructions(vae, tmp_pa
 
 
 def test_reconstruction_interval_must_be_positive(vae):
-    with pytest.raises(SystemExit, match="--reconstruction-interval must be positive, got 0"):
+    with pytest.raises(SystemExit, match="--reconstruction-interval must be between 1 and 2,147,483,647, got 0"):
         vae.check_args(vae.Args(reconstruction_interval=0))
 
 
