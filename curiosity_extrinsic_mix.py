@@ -350,7 +350,7 @@ def random_agent_obs_stats(args: Args, seed: int, rng: np.random.Generator):
     episodes, as the reference's one env does. Spread over 128 envs, 79 steps each, they would describe only
     episode starts: on Breakout a std 27% too low and per-pixel means 44 grey levels off (spec section 3)."""
     print(f"estimating observation statistics from {args.obs_norm_steps} random-agent steps "
-          f"in {args.obs_norm_envs} envs")
+          f"in {args.obs_norm_envs} envs", flush=True)
     envs = make_envs(args.env_id, args.obs_norm_envs, args.max_episode_steps)
     envs.reset(seed=env_seeds(seed, envs.num_envs))
     total = np.zeros(envs.single_observation_space.shape)
@@ -714,7 +714,7 @@ def load_weights(modules: dict, saved: dict) -> None:
         try:
             module.load_state_dict(saved[name])
         except (KeyError, ValueError, RuntimeError) as err:
-            reason = " ".join(str(err).split()) if isinstance(err, RuntimeError) else f"no {err}"
+            reason = f"no {err}" if isinstance(err, KeyError) else " ".join(str(err).split())
             raise SystemExit(f"error: the checkpoint's {name} does not fit this script ({reason[:300]})")
 
 
@@ -772,7 +772,7 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
     if args.resume:
         fix = "copy the run directory somewhere writable and resume from there"
     try:
-        os.makedirs(run_dir, exist_ok=True)
+        os.makedirs(run_dir, exist_ok=bool(args.resume))
         lock = open(os.path.join(run_dir, ".lock"), "a")
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         lock.truncate(0)
@@ -781,13 +781,17 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
         os.fsync(lock.fileno())
     except BlockingIOError:
         raise SystemExit(f"error: another process is training in {run_dir}; wait for it to end, or stop it")
+    except FileExistsError:
+        raise SystemExit(f"error: {run_dir} exists: a run of this --exp-name and --seed started in the same "
+                         "second; start again, or pass another --exp-name")
     except OSError as err:
         raise SystemExit(f"error: cannot write in the run directory {run_dir!r} ({err.strerror}); {fix}")
     atexit.register(lock.close)  # which keeps the lock held until the process exits
     if os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp")):  # a write cut by kill -9
         os.remove(os.path.join(run_dir, "checkpoint.pt.tmp"))  # the checkpoint itself is whole
-    if not args.resume:
-        atexit.register(lambda: os.path.exists(checkpoint_path) or shutil.rmtree(run_dir, ignore_errors=True))
+    if not args.resume:  # a new run that fails while starting leaves nothing behind (finish() cleans later)
+        empty = lambda: os.path.isdir(run_dir) and os.listdir(run_dir) == [".lock"]  # noqa: E731
+        atexit.register(lambda: empty() and shutil.rmtree(run_dir))
     return run_dir, checkpoint_path
 
 
@@ -879,35 +883,45 @@ def save_checkpoint(state: dict, path: str) -> Optional[str]:
 
 
 def first_non_finite(scalars: dict, networks: dict) -> Optional[str]:
-    """Name of the first of the intrinsic reward, the losses and the weights that is NaN or infinite."""
-    for name in ["charts/intrinsic_reward_mean", *(k for k in scalars if k.startswith("losses/"))]:
-        if not math.isfinite(scalars[name]) and name != "losses/explained_variance":  # that one may be NaN
-            return name
-    for name, module in networks.items():
-        if not all(p.isfinite().all() for p in module.parameters()):
-            return f"the {name} weights"
-    return None
+    """Name of the first of the intrinsic reward, the losses and the weights that is NaN or infinite, in
+    any torchrun process (so that all stop together)."""
+    checked = ["charts/intrinsic_reward_mean", *(k for k in scalars if k.startswith("losses/"))]
+    names = [name for name in checked  # explained variance may be NaN (a rollout of equal returns)
+             if not math.isfinite(scalars[name]) and name != "losses/explained_variance"]
+    names += [f"the {name} weights" for name, module in networks.items()
+              if not all(p.isfinite().all() for p in module.parameters())]
+    return next((found[0] for found in all_gather(names)[0] if found), None)
 
 
 def finish(snapshot: Optional[dict], checkpoint: Optional[dict], checkpoint_path: str, failure: Optional[str],
-           stopped_by: Optional[str], params: list, to_close: list) -> None:
+           ended_by: Optional[Exception], params: list, to_close: list) -> None:
     """Closes the envs and the log writer, saves the last finished iteration (unless the checkpoint on disk
-    holds it), checks that torchrun's processes agree, and says how to go on; a stop or a failure exits
-    with its code (130, 143 or 1)."""
+    holds it), checks that torchrun's processes agree, and says how to go on. A stop exits with 130 or 143,
+    a NaN with 1, a crash with its own error once the last finished iteration is saved. A new run that
+    ends before its first iteration has finished leaves no run directory."""
     for thing in to_close:
         if thing is not None:
             thing.close()
     rank, world_size = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+    stopped_by = ended_by.args[0] if isinstance(ended_by, Stop) else None
+    crash = None if stopped_by else ended_by
     if snapshot is None:
+        if rank == 0 and checkpoint is None:  # nothing worth keeping: at most the first iteration's start
+            shutil.rmtree(os.path.dirname(checkpoint_path), ignore_errors=True)
+        if crash:
+            raise crash
         print(failure or f"{stopped_by}: stopped before the first iteration ended; nothing saved",
               file=sys.stderr)
         raise SystemExit(1 if failure else 128 + signal.Signals[stopped_by].value)
     if stopped_by:
         print(f"\n{stopped_by}: stopping; the unfinished iteration is dropped and will be redone on resume",
               flush=True)
-    if rank == 0 and snapshot is not checkpoint and (error := save_checkpoint(snapshot, checkpoint_path)):
+    error = save_checkpoint(snapshot, checkpoint_path) if rank == 0 and snapshot is not checkpoint else None
+    if world_size > 1 and not crash:  # torchrun kills the last process about 30 s after the first exits
+        dist.barrier()  # so every process waits for rank 0's save
+    if error:
         raise SystemExit(f"error: {error}")
-    if world_size > 1 and not (failure or stopped_by):  # the processes' weights must never have drifted apart
+    if world_size > 1 and not (failure or ended_by):  # the processes' weights must never have drifted apart
         sums, _ = all_gather(sum(p.double().sum().item() for p in params))
         if len(set(sums)) > 1:
             raise SystemExit(f"error: the processes' weights differ at the end (checksums {sums})")
@@ -919,8 +933,11 @@ def finish(snapshot: Optional[dict], checkpoint: Optional[dict], checkpoint_path
              f"(step {snapshot['global_step']:,})")
     if failure:
         raise SystemExit(f"{failure}; {saved}, the last good state")
-    if stopped_by:
-        print(f"{saved}; continue with: {resume_command}", flush=True)
+    if ended_by:
+        print(f"{saved}; continue with: {resume_command}", file=sys.stderr if crash else sys.stdout,
+              flush=True)
+        if crash:
+            raise crash
         raise SystemExit(128 + signal.Signals[stopped_by].value)
     print(f"{saved}; train longer with: {resume_command} --total-timesteps N; "
           "score it with --eval-checkpoint", flush=True)
@@ -1153,7 +1170,7 @@ def main():
 
     writer = open_logs(args, run_dir, checkpoint is not None, global_step) if rank == 0 else None
     print(f"run {os.path.basename(run_dir)}: {num_iterations} iterations of {batch_size} steps on {device}")
-    snapshot, stopped_by, failure, start_time = checkpoint, None, None, time.time()  # snapshot: last state
+    snapshot, ended_by, failure, start_time = checkpoint, None, None, time.time()  # snapshot: last state
     try:
         for iteration in range(start_iteration + 1, num_iterations + 1):
             timer = PhaseTimer(sync=args.profile and device.type == "cuda")
@@ -1242,9 +1259,9 @@ def main():
                     print(f"warning: {error}; training goes on", flush=True)
                 if args.capture_video:
                     record_video(policy, obs_norm, args, run_dir, global_step, iteration)
-    except Stop as stop:
-        stopped_by = stop.args[0]
-    finish(snapshot, checkpoint, checkpoint_path, failure, stopped_by, params, [envs, writer])
+    except Exception as error:  # a stop (Stop) or a crash: either way, the last finished iteration is saved
+        ended_by = error
+    finish(snapshot, checkpoint, checkpoint_path, failure, ended_by, params, [envs, writer])
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 and video, and one-line errors for every bad input (README, "Long runs")."""
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -388,6 +389,8 @@ def tmpfs(tmp_path):
     mount_point.mkdir()
 
     def mount(size: str) -> Path:
+        if shutil.which("mount") is None:
+            pytest.skip("no mount command here")
         result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount_point)],
                                 capture_output=True, text=True)
         if result.returncode != 0:
@@ -395,7 +398,8 @@ def tmpfs(tmp_path):
         return mount_point
 
     yield mount
-    subprocess.run(["umount", str(mount_point)], capture_output=True)
+    if os.path.ismount(mount_point):
+        subprocess.run(["umount", str(mount_point)], capture_output=True)
 
 
 def test_a_log_dir_on_a_full_disk_stops_with_one_line_before_any_work(tmpfs):
@@ -459,22 +463,54 @@ def test_a_resume_from_a_read_only_directory_says_to_copy_the_run(rf_run, tmpfs)
                           "copy the run directory somewhere writable and resume from there")
 
 
-def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_run_directory(tmp_path):
+def crash_at(function: str, tmp_path, *args: str, when: str = "True") -> subprocess.CompletedProcess:
+    """Runs curiosity_rf.py's main() with `function` raising RuntimeError whenever `when` holds (an
+    expression of `calls`, the number of calls so far): a crash, as a bug or a failing device causes."""
+    argv = ["curiosity_rf.py", *TINY[:-1], "256", "--log-dir", str(tmp_path), *args]
     code = f"""
 import sys
 sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
 from common import load_script
 rf = load_script("curiosity_rf")
+original, calls = rf.{function}, 0
 
 
-def broken(*args, **kwargs):
-    raise RuntimeError("the emulator failed")
+def broken(*a, **k):
+    global calls
+    calls += 1
+    if {when}:
+        raise RuntimeError("the device failed")
+    return original(*a, **k)
 
 
-rf.make_envs = broken
-sys.argv = {["curiosity_rf.py", *TINY, "--log-dir", str(tmp_path)]!r}
+rf.{function} = broken
+sys.argv = {argv!r}
 rf.main()
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert result.returncode == 1 and "RuntimeError: the emulator failed" in result.stderr  # a crash shows
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_a_run_that_crashes_while_starting_leaves_no_run_directory(tmp_path):
+    result = crash_at("make_envs", tmp_path)
+    assert result.returncode == 1 and "RuntimeError: the device failed" in result.stderr  # a crash shows
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_crash_saves_the_last_finished_iteration_and_keeps_the_logs(tmp_path):
+    """--save-every 0: no checkpoint before the end, so all would be lost to the crash in iteration 3."""
+    result = crash_at("intrinsic_reward", tmp_path, "--save-every", "0", when="calls == 3")
+    assert result.returncode == 1 and "RuntimeError: the device failed" in result.stderr
+    checkpoint = checkpoint_of(tmp_path)
+    assert (f"holds iteration 2 (step 128); continue with: python curiosity_rf.py --resume {checkpoint}"
+            in result.stderr)
+    assert torch.load(checkpoint, weights_only=False)["iteration"] == 2
+    assert [step for step, _ in read_scalars(tmp_path)["losses/policy_loss"]] == [64, 128]
+
+
+def test_two_new_runs_started_in_one_second_do_not_share_a_run_directory(rf, tmp_path, monkeypatch):
+    monkeypatch.setattr(rf.time, "time", lambda: 1_800_000_000.0)  # the second in the run directory's name
+    args = rf.Args(log_dir=str(tmp_path))
+    run_dir, checkpoint_path = rf.open_run_dir(args, rank=0)
+    assert checkpoint_path == os.path.join(run_dir, "checkpoint.pt") and os.listdir(run_dir) == [".lock"]
+    with pytest.raises(SystemExit, match="exists: a run of this --exp-name and --seed started in the same second"):
+        rf.open_run_dir(args, rank=0)
