@@ -43,7 +43,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run directory's name)"""
     seed: int = 1
-    """seed of python, numpy, torch and the environments"""
+    """seed of python, numpy, torch and the environments (0 to 2^31 - 1)"""
     torch_deterministic: bool = True
     """set `torch.backends.cudnn.deterministic`"""
     cuda: bool = True
@@ -119,8 +119,8 @@ class Args:
 
     # Long runs and evaluation
     save_every: int = 50
-    """write run_dir/checkpoint.pt every this many iterations (0: only at the end, on Ctrl-C or SIGTERM, and
-    on a NaN); each write replaces the previous checkpoint only once it is complete"""
+    """write run_dir/checkpoint.pt every this many iterations (0: only at the end, on Ctrl-C or SIGTERM, on
+    a NaN and on a crash); each write replaces the previous checkpoint only once it is complete"""
     resume: Optional[str] = None
     """continue the run of this checkpoint exactly, in its run directory; other flags given now override
     the checkpoint's settings, except those that fix the env and the network sizes"""
@@ -758,7 +758,7 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
     """The run directory and its checkpoint's path: a new directory in --log-dir (named by rank 0), or on
     --resume the checkpoint's. Rank 0 holds an OS lock on it while it runs (the kernel drops it at exit,
     even at kill -9): a second process on the same run stops with one line. A new run that ends before its
-    first checkpoint leaves nothing."""
+    first iteration has finished leaves nothing."""
     names = [f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"]
     if dist.is_initialized():
         dist.broadcast_object_list(names, src=0)
