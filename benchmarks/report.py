@@ -31,10 +31,11 @@ FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of 
 
 
 def read_runs(runs_dir: Path) -> dict:
-    """{(script, env_id): {seed: (frames, returns)}} from run.py's layout runs/SCRIPT__ENV__sSEED/<tb dir>/."""
+    """{(variant, env_id): {seed: (frames, returns)}} from run.py's layout runs/SCRIPT__ENV__sSEED[__TAG]/<tb dir>/;
+    the variant is the script, or SCRIPT__TAG for a tagged run (such as bfloat16's float32 control)."""
     runs = defaultdict(dict)
     for run_dir in sorted(p for p in runs_dir.glob("*__*__s*") if p.is_dir()):
-        script, env, seed = run_dir.name.split("__")
+        script, env, seed, *tag = run_dir.name.split("__")
         events = [p for p in run_dir.iterdir() if p.is_dir()]
         if not events:
             continue
@@ -43,7 +44,7 @@ def read_runs(runs_dir: Path) -> dict:
         if TAG not in acc.Tags()["scalars"]:
             continue
         points = acc.Scalars(TAG)
-        runs[(script, env.replace("ALE-", "ALE/"))][int(seed[1:])] = (
+        runs[("__".join([script, *tag]), env.replace("ALE-", "ALE/"))][int(seed[1:])] = (
             np.array([4 * p.step for p in points], dtype=np.float64), np.array([p.value for p in points]))
     return runs
 
@@ -100,6 +101,11 @@ def paper_at(curve, frames: float, random_score=None):
     return float(np.interp(frames, xs, ys))
 
 
+def method(variant: str) -> str:
+    """The script of a variant: SCRIPT__TAG's paper curve is SCRIPT's."""
+    return variant.split("__")[0]
+
+
 def order_matches(ours: dict, paper: dict):
     """Whether the variants rank the same by our final score and by the paper's score at our budget, over
     the variants that have both; None when fewer than two do."""
@@ -117,7 +123,7 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
         mean, sem = mean_sem(final_scores(seeds))
         frames = min(f[-1] for f, _ in seeds.values())
         random_score = float(random_agent[env]["mean_return"]) if env in random_agent else None
-        curve = paper_curves.get((game_of(env), script))
+        curve = paper_curves.get((game_of(env), method(script)))
         at_budget = paper_at(curve, frames, random_score) if curve else None
         final = paper_final.get(env, {}) if script == "curiosity_extrinsic_mix" else {}  # the paper's sparse table
         table.append(dict(
@@ -128,7 +134,7 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
             paper_final=final.get("mean_return", ""), paper_final_budget=final.get("budget", "")))
     order = {}  # variants compared at one budget only
     for env, frames in sorted({(r["env_id"], r["frames"]) for r in table}):
-        rows = [r for r in table if (r["env_id"], r["frames"]) == (env, frames)]
+        rows = [r for r in table if (r["env_id"], r["frames"]) == (env, frames) and r["script"] == method(r["script"])]
         order[(env, frames)] = order_matches({r["script"]: r["final_return"] for r in rows},
                                              {r["script"]: r["paper_at_budget"] or None for r in rows})
     return table, order
@@ -154,9 +160,9 @@ def plot(runs: dict, random_agent: dict, paper_curves: dict):
             x, mean, sem = curve(runs[(script, env)])
             (line,) = ax.plot(x / 1e6, mean, label=f"{name} (n={len(runs[(script, env)])})")
             ax.fill_between(x / 1e6, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
-            if (game_of(env), script) not in paper_curves:
+            if (game_of(env), method(script)) not in paper_curves:
                 continue
-            frames, scores = paper_curves[(game_of(env), script)]
+            frames, scores = paper_curves[(game_of(env), method(script))]
             shown = frames <= 1.05 * end  # the paper's points within the frames we ran: a CPU run shows none
             if shown.any():
                 ax.plot(frames[shown] / 1e6, scores[shown], "o", color=line.get_color(), label=f"paper: {name}")

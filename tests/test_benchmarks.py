@@ -133,6 +133,25 @@ def test_order_check_compares_variants_at_one_budget():
     assert order == {("BreakoutNoFrameskip-v4", 500_000): None, ("BreakoutNoFrameskip-v4", 2_000_000): True}
 
 
+def test_a_tagged_run_has_a_key_of_its_own_and_its_scripts_paper_curve():
+    sys.path.insert(0, str(BENCH))
+    import run
+
+    keys = [run.run_key(r) for r in run.grid(**run.PRESETS["cpu10m"])]
+    assert len(keys) == len(set(keys)) == 9  # the float32 control does not replace the bfloat16 RF run
+    assert "curiosity_rf__BreakoutNoFrameskip-v4__s1__float32" in keys
+    control = next(r for r in run.grid(**run.PRESETS["cpu10m"]) if r["tag"] == "float32")
+    assert "--bf16" not in control["extra"] and control["frames"] == 10_000_000
+    report = _report()
+    runs = {(variant, "BreakoutNoFrameskip-v4"): {1: (np.array([1e6, 2e6]), np.array([1.0, y]))}
+            for variant, y in (("curiosity_rf", 7.0), ("curiosity_rf__float32", 3.0), ("curiosity_idf", 5.0))}
+    table, order = report.summarise(runs, {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}},
+                                    report.read_paper_curves(BENCH / "paper_curves.csv"), {})
+    control = next(r for r in table if r["script"] == "curiosity_rf__float32")
+    assert control["paper_at_budget"] == 6.12 and control["ratio"] == round(3.0 / 6.12, 2)  # RF's curve
+    assert order == {("BreakoutNoFrameskip-v4", 2_000_000): True}  # the control is not a variant of its own
+
+
 def test_curves_carry_the_papers_points_and_the_random_agent_at_gpu_budgets():
     report = _report()
     frames = np.linspace(1e6, 6e7, 30)
