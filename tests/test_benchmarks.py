@@ -87,8 +87,8 @@ def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
         assert float(rows[script]["final_return"]) == np.round(final, 2)
         assert rows[script]["seeds"] == "2" and rows[script]["frames"] == str(4 * 20000)
         assert rows[script]["random_agent"] == "-20.7"
-        # the paper's Pong curve (-12 at 10M frames for RF, -13 for IDF) from the random agent's -20.7 at 0
-        paper_10m = {"curiosity_rf": -12, "curiosity_idf": -13}[script]
+        # the paper's Pong curve (-13.4 at 10M frames for RF, -13.6 for IDF) from the random agent's -20.7 at 0
+        paper_10m = {"curiosity_rf": -13.4, "curiosity_idf": -13.6}[script]
         assert float(rows[script]["paper_at_budget"]) == round(-20.7 + (paper_10m + 20.7) * 80_000 / 1e7, 2)
         assert rows[script]["ratio"] == ""  # no ratio to a negative score
     report = (tmp_path / "r" / "report.md").read_text()
@@ -107,14 +107,19 @@ def _report():
 def test_paper_curve_is_interpolated_from_the_random_agent_and_stops_at_its_last_point():
     report = _report()
     curve = report.read_paper_curves(BENCH / "paper_curves.csv")[("Breakout", "curiosity_rf")]
-    assert curve[0].tolist() == [1e7, 5e7, 1e8, 4e8] and curve[1].tolist() == [25, 150, 180, 180]
-    assert report.paper_at(curve, 2e6, random_score=1.4) == pytest.approx(1.4 + (25 - 1.4) * 0.2)
-    assert report.paper_at(curve, 3e7, random_score=1.4) == pytest.approx(87.5)  # halfway from 25 to 150
+    # the fine reading up to 50M frames, then the eye reading's 100M and 400M points
+    assert curve[0].tolist() == [1e7, 3e7, 5e7, 1e8, 4e8] and curve[1].tolist() == [23, 58, 129, 180, 180]
+    assert report.paper_at(curve, 2e6, random_score=1.4) == pytest.approx(1.4 + (23 - 1.4) * 0.2)
+    assert report.paper_at(curve, 2e7, random_score=1.4) == pytest.approx(40.5)  # halfway from 23 to 58
     assert report.paper_at(curve, 2e6) is None  # below 10M frames only with a random agent to start from
     assert report.paper_at(curve, 5e8, random_score=1.4) is None  # past the paper's budget
     assert report.game_of("BreakoutNoFrameskip-v4") == report.game_of("ALE/Breakout-v5") == "Breakout"
     rows = report.read_paper_curves(BENCH / "paper_curves.csv")
-    assert len(rows) == 20 and all(len(frames) == 4 for frames, _ in rows.values())  # the spec's 20 curves
+    assert len(rows) == 20  # the spec's 20 curves; RF's and IDF's with the fine reading's 30M point
+    assert {key: len(frames) for key, (frames, _) in rows.items()} == {
+        key: 5 if key[1] in ("curiosity_rf", "curiosity_idf") else 4 for key in rows}
+    vae = rows[("Breakout", "curiosity_vae")]  # no fine reading: the eye reading alone
+    assert vae[0].tolist() == [1e7, 5e7, 1e8, 4e8] and vae[1].tolist() == [10, 25, 50, 200]
 
 
 def test_order_check_compares_variants_at_one_budget():
@@ -128,7 +133,7 @@ def test_order_check_compares_variants_at_one_budget():
     random_agent = {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}}
     table, order = report.summarise(runs, random_agent, report.read_paper_curves(BENCH / "paper_curves.csv"), {})
     rf = next(r for r in table if r["script"] == "curiosity_rf")
-    assert rf["paper_at_budget"] == 6.12 and rf["ratio"] == round(7.0 / 6.12, 2)
+    assert rf["paper_at_budget"] == 5.72 and rf["ratio"] == round(7.0 / 5.72, 2)
     # RF above IDF, as in the paper at 2M frames; the VAE ran to another budget and is not compared with them
     assert order == {("BreakoutNoFrameskip-v4", 500_000): None, ("BreakoutNoFrameskip-v4", 2_000_000): True}
 
@@ -148,7 +153,7 @@ def test_a_tagged_run_has_a_key_of_its_own_and_its_scripts_paper_curve():
     table, order = report.summarise(runs, {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}},
                                     report.read_paper_curves(BENCH / "paper_curves.csv"), {})
     control = next(r for r in table if r["script"] == "curiosity_rf__float32")
-    assert control["paper_at_budget"] == 6.12 and control["ratio"] == round(3.0 / 6.12, 2)  # RF's curve
+    assert control["paper_at_budget"] == 5.72 and control["ratio"] == round(3.0 / 5.72, 2)  # RF's curve
     assert order == {("BreakoutNoFrameskip-v4", 2_000_000): True}  # the control is not a variant of its own
 
 
@@ -161,11 +166,11 @@ def test_curves_carry_the_papers_points_and_the_random_agent_at_gpu_budgets():
                       report.read_paper_curves(BENCH / "paper_curves.csv"))
     (ax,) = [a for a in fig.axes if a.get_lines()]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    assert lines["paper: rf"].get_xdata().tolist() == [10, 50]  # the points within 60M frames, in millions
-    assert lines["paper: rf"].get_ydata().tolist() == [25, 150]
-    assert lines["paper: idf"].get_ydata().tolist() == [15, 50]
+    assert lines["paper: rf"].get_xdata().tolist() == [10, 30, 50]  # the points within 60M frames, in millions
+    assert lines["paper: rf"].get_ydata().tolist() == [23, 58, 129]
+    assert lines["paper: idf"].get_ydata().tolist() == [13, 14, 33]
     budget = [line for line in ax.get_lines() if "at our budget" in line.get_label()]
-    assert sorted(line.get_ydata()[0] for line in budget) == pytest.approx([54, 150 + 30 * 0.2])  # at 60M
+    assert sorted(line.get_ydata()[0] for line in budget) == pytest.approx([33 + 37 * 0.2, 129 + 51 * 0.2])  # at 60M
     assert all(line.get_xdata()[0] == pytest.approx(60) for line in budget)
     assert lines["random agent"].get_ydata()[0] == 1.4
     assert ax.get_xlim()[1] == pytest.approx(1.08 * 60)  # the axis spans our frames, not the paper's 400M
