@@ -55,12 +55,6 @@ class Args:
     profile: bool = False
     """print the seconds of each phase (env, inference, rewards, update) every iteration, waiting for the
     GPU at each phase end so the times are honest"""
-    track: bool = False
-    """also log to Weights and Biases"""
-    wandb_project_name: str = "curiosity"
-    """the Weights and Biases project"""
-    wandb_entity: Optional[str] = None
-    """the Weights and Biases entity (team)"""
     log_dir: str = "runs"
     """folder that receives one TensorBoard sub-folder per run"""
 
@@ -111,10 +105,9 @@ class Args:
     feature_dim: int = 512
     """width of the U-Net's dense bottleneck (the features themselves are the normalised pixels)"""
     save_predictions: bool = False
-    """now and then write a PNG of next frames beside the U-Net's predictions of them into the run
-    directory"""
+    """now and then log next frames above the U-Net's predictions of them as a TensorBoard image"""
     prediction_interval: int = 100
-    """iterations between two prediction PNGs (the last iteration always writes one)"""
+    """iterations between two prediction images (the last iteration always logs one)"""
 
     # Long runs and evaluation
     save_every: int = 50
@@ -442,36 +435,16 @@ class ForwardModel(nn.Module):
         return x[:, :, 6:90, 6:90]  # TensorFlow's 96 x 96 (the first 96), cropped by 6 on each side: 84 x 84
 
 
-def write_png(rows: list, path: str) -> None:
-    """Writes rows of (k, 84, 84) images in raw pixel values as one grayscale PNG, each cell framed in white
-    and 2x enlarged (PNG by hand: zlib and struct, no image library)."""
-    import struct
-    import zlib
-
-    cells = [torch.cat([F.pad(r, (2, 2, 2, 2), value=255.0) for r in row.unbind(0)], dim=1) for row in rows]
-    image = torch.cat(cells, dim=0).clamp(0, 255).round().to(torch.uint8)
-    image = image.repeat_interleave(2, 0).repeat_interleave(2, 1).cpu().numpy()
-    height, width = image.shape
-
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        checksum = zlib.crc32(tag + data) & 0xFFFFFFFF
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", checksum)
-
-    raw = b"".join(b"\x00" + row.tobytes() for row in image)  # filter type 0 on every row
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-                + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-
-
-def save_predictions(forward_model: ForwardModel, obs_norm: nn.Module, frames: torch.Tensor,
-                     actions: torch.Tensor, next_frames: torch.Tensor, path: str) -> None:
-    """Writes a grayscale PNG: top row the newest frame of each uint8 next stack, bottom row the current
-    U-Net's prediction of it from the stack before and the action taken, both in raw pixel values
-    (ob_std * x + ob_mean), each cell 2x enlarged."""
+def save_predictions(writer: SummaryWriter, forward_model: ForwardModel, obs_norm: nn.Module, frames, actions,
+                     next_frames, step: int) -> None:
+    """TensorBoard image `predictions`: top row the newest frame of each uint8 next stack, bottom row the
+    current U-Net's prediction of it from the stack before and the action taken, both in raw pixel values
+    (ob_std * x + ob_mean)."""
     with torch.no_grad():
         prediction = forward_model(obs_norm(frames), actions) * obs_norm.std + obs_norm.mean
     rows = [next_frames[:, -1].float(), prediction[:, -1]]  # last channel of each stack, (k, 84, 84)
-    write_png(rows, path)
+    image = torch.cat([torch.cat(row.unbind(0), dim=1) for row in rows])  # (2 x 84, k x 84)
+    writer.add_image("predictions", image.clamp(0, 255).round().byte().cpu(), step, dataformats="HW")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -614,11 +587,9 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
                          f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this "
                          f"machine's {memory / 2**30:.0f} GiB; use fewer envs or steps, or several processes "
                          "under torchrun")
-    for flag, module, use in (("track", "wandb", "logs to Weights and Biases"),
-                              ("capture_video", "av", "writes mp4 files with PyAV")):
-        if getattr(args, flag) and importlib.util.find_spec(module) is None:
-            raise SystemExit(f"error: --{flag.replace('_', '-')} {use}: pip install {module}, "
-                             "or drop the flag")
+    if args.capture_video and importlib.util.find_spec("av") is None:
+        raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
+                         "or drop the flag")
     ale_game(args.env_id)
     if checkpoint is None:
         return
@@ -723,9 +694,6 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
     checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
     if rank > 0:
         return run_dir, checkpoint_path
-    fix = "pass a writable --log-dir"
-    if args.resume:
-        fix = "copy the run directory somewhere writable and resume from there"
     try:
         os.makedirs(run_dir, exist_ok=bool(args.resume))
         lock = open(os.path.join(run_dir, ".lock"), "a")
@@ -740,10 +708,10 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
         raise SystemExit(f"error: {run_dir} exists: a run of this --exp-name and --seed started in the same "
                          "second; start again, or pass another --exp-name")
     except OSError as err:
+        fix = "copy the run directory somewhere writable and resume from there" if args.resume else \
+            "pass a writable --log-dir"
         raise SystemExit(f"error: cannot write in the run directory {run_dir!r} ({err.strerror}); {fix}")
     atexit.register(lock.close)  # which keeps the lock held until the process exits
-    if os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp")):  # a write cut by kill -9
-        os.remove(os.path.join(run_dir, "checkpoint.pt.tmp"))  # the checkpoint itself is whole
     if not args.resume:  # a new run that fails while starting leaves nothing behind (finish() cleans later)
         empty = lambda: os.path.isdir(run_dir) and os.listdir(run_dir) == [".lock"]  # noqa: E731
         atexit.register(lambda: empty() and shutil.rmtree(run_dir))
@@ -934,6 +902,7 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
 
 def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
     """--eval-checkpoint: plays the checkpoint's policy and prints the raw game score."""
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C: nothing to save, so no traceback
     saved = checkpoint["networks"]
     policy = Policy(len(saved.get("policy", {}).get("logits.bias", [0])))  # else load_weights says why
     obs_norm = ObservationNorm(np.zeros((4, 84, 84)), 1.0)
@@ -969,16 +938,11 @@ def write_video(frames: list, path: str, fps: int = 15) -> None:
 
 
 def open_logs(args: Args, run_dir: str, resumed: bool, global_step: int) -> SummaryWriter:
-    """TensorBoard (and with --track, Weights and Biases). On resume, purge_step drops what the stopped run
-    logged after its checkpoint."""
+    """TensorBoard, with the settings as a table. On resume, purge_step drops what the stopped run logged
+    after its checkpoint."""
     writer = SummaryWriter(run_dir, purge_step=global_step + 1 if resumed else None)
     table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=os.path.basename(run_dir), save_code=True)
     return writer
 
 
@@ -1209,8 +1173,8 @@ def main():
                     record_video(policy, obs_norm, args, run_dir, global_step, iteration)
             if rank == 0 and args.save_predictions and (
                     iteration % args.prediction_interval == 0 or iteration == num_iterations):
-                save_predictions(forward_model, obs_norm, obs[T - 1, :8], actions[T - 1, :8], obs[T, :8],
-                                 os.path.join(run_dir, f"predictions_{global_step:011d}.png"))
+                save_predictions(writer, forward_model, obs_norm, obs[T - 1, :8], actions[T - 1, :8],
+                                 obs[T, :8], global_step)
     except Exception as error:  # a stop (Stop) or a crash: either way, the last finished iteration is saved
         ended_by = error
     finish(snapshot, checkpoint, checkpoint_path, failure, ended_by, params, [envs, writer])

@@ -54,12 +54,6 @@ class Args:
     profile: bool = False
     """print the seconds of each phase (env, inference, rewards, update) every iteration, waiting for the
     GPU at each phase end so the times are honest"""
-    track: bool = False
-    """also log to Weights and Biases"""
-    wandb_project_name: str = "curiosity"
-    """the Weights and Biases project"""
-    wandb_entity: Optional[str] = None
-    """the Weights and Biases entity (team)"""
     log_dir: str = "runs"
     """folder that receives one TensorBoard sub-folder per run"""
 
@@ -545,11 +539,9 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
                          f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this "
                          f"machine's {memory / 2**30:.0f} GiB; use fewer envs or steps, or several processes "
                          "under torchrun")
-    for flag, module, use in (("track", "wandb", "logs to Weights and Biases"),
-                              ("capture_video", "av", "writes mp4 files with PyAV")):
-        if getattr(args, flag) and importlib.util.find_spec(module) is None:
-            raise SystemExit(f"error: --{flag.replace('_', '-')} {use}: pip install {module}, "
-                             "or drop the flag")
+    if args.capture_video and importlib.util.find_spec("av") is None:
+        raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
+                         "or drop the flag")
     ale_game(args.env_id)
     if checkpoint is None:
         return
@@ -654,9 +646,6 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
     checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
     if rank > 0:
         return run_dir, checkpoint_path
-    fix = "pass a writable --log-dir"
-    if args.resume:
-        fix = "copy the run directory somewhere writable and resume from there"
     try:
         os.makedirs(run_dir, exist_ok=bool(args.resume))
         lock = open(os.path.join(run_dir, ".lock"), "a")
@@ -671,10 +660,10 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
         raise SystemExit(f"error: {run_dir} exists: a run of this --exp-name and --seed started in the same "
                          "second; start again, or pass another --exp-name")
     except OSError as err:
+        fix = "copy the run directory somewhere writable and resume from there" if args.resume else \
+            "pass a writable --log-dir"
         raise SystemExit(f"error: cannot write in the run directory {run_dir!r} ({err.strerror}); {fix}")
     atexit.register(lock.close)  # which keeps the lock held until the process exits
-    if os.path.exists(os.path.join(run_dir, "checkpoint.pt.tmp")):  # a write cut by kill -9
-        os.remove(os.path.join(run_dir, "checkpoint.pt.tmp"))  # the checkpoint itself is whole
     if not args.resume:  # a new run that fails while starting leaves nothing behind (finish() cleans later)
         empty = lambda: os.path.isdir(run_dir) and os.listdir(run_dir) == [".lock"]  # noqa: E731
         atexit.register(lambda: empty() and shutil.rmtree(run_dir))
@@ -865,6 +854,7 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
 
 def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
     """--eval-checkpoint: plays the checkpoint's policy and prints the raw game score."""
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C: nothing to save, so no traceback
     saved = checkpoint["networks"]
     policy = Policy(len(saved.get("policy", {}).get("logits.bias", [0])))  # else load_weights says why
     obs_norm = ObservationNorm(np.zeros((4, 84, 84)), 1.0)
@@ -900,16 +890,11 @@ def write_video(frames: list, path: str, fps: int = 15) -> None:
 
 
 def open_logs(args: Args, run_dir: str, resumed: bool, global_step: int) -> SummaryWriter:
-    """TensorBoard (and with --track, Weights and Biases). On resume, purge_step drops what the stopped run
-    logged after its checkpoint."""
+    """TensorBoard, with the settings as a table. On resume, purge_step drops what the stopped run logged
+    after its checkpoint."""
     writer = SummaryWriter(run_dir, purge_step=global_step + 1 if resumed else None)
     table = "\n".join(f"|{k}|{v}|" for k, v in vars(args).items())
     writer.add_text("hyperparameters", f"|param|value|\n|-|-|\n{table}")
-    if args.track:
-        import wandb
-
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, sync_tensorboard=True,
-                   config=vars(args), name=os.path.basename(run_dir), save_code=True)
     return writer
 
 

@@ -1,10 +1,12 @@
 """Helpers shared by the tests: load a script as a module, run it as a user would, read its logs."""
+import io
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +39,17 @@ def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:
     events = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
     events.Reload()
     return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def read_images(log_dir: Path, tag: str) -> list[tuple[int, np.ndarray]]:
+    """The grayscale images logged under `tag` by the single run under log_dir, as [(step, (H, W) uint8), ...]
+    (TensorBoard stores them as RGB with three equal channels)."""
+    (run_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
+    events = EventAccumulator(str(run_dir), size_guidance={"images": 0})
+    events.Reload()
+    images = [(e.step, np.array(Image.open(io.BytesIO(e.encoded_image_string)))) for e in events.Images(tag)]
+    assert all((image == image[..., :1]).all() for _, image in images)
+    return [(step, image[..., 0]) for step, image in images]
 
 
 @pytest.fixture(scope="session")

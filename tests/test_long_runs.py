@@ -255,6 +255,21 @@ def test_training_records_a_video_at_each_checkpoint_without_changing_the_run(tm
         assert with_video[tag] == plain[tag], tag  # the video's episode draws from its own random stream
 
 
+def test_ctrl_c_during_eval_exits_130_without_a_traceback(rf_run):
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from common import load_script
+rf = load_script("curiosity_rf")
+step = rf.FrameStack.step
+rf.FrameStack.step = lambda self, actions: (os.kill(os.getpid(), signal.SIGINT), step(self, actions))[1]
+sys.argv = ["curiosity_rf.py", "--eval-checkpoint", {str(rf_run)!r}, "--eval-episodes", "2"]
+rf.main()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 130 and result.stderr == "", result.stderr
+
+
 # ---------------------------------------------------------------- bad input
 def test_missing_checkpoint(tmp_path):
     assert_one_line_error(run_script("curiosity_rf", "--resume", str(tmp_path / "nope.pt")), "no checkpoint at")

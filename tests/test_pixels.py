@@ -1,15 +1,12 @@
 """Behaviour of curiosity_pixels.py: the features are the normalised frames, and the forward model is the
 reference's U-Net. The U-Net is checked against an independent re-statement of the reference's layers
 that derives every padding from TensorFlow's padding="same" rules."""
-import struct
-import zlib
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY, load_script, read_scalars, run_script
+from conftest import TINY, load_script, read_images, read_scalars, run_script
 from test_rf import SPEC_TAGS
 
 
@@ -175,20 +172,7 @@ def test_reward_is_mean_over_pixels_and_channels_of_squared_error(px):
 
 
 # ---------------------------------------------------------------- end to end
-def read_png(path):
-    """Width, height and pixel rows of an 8-bit grayscale PNG with filter type 0 (what the script writes)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height, depth, color = struct.unpack(">IIBB", data[16:26])
-    assert (depth, color) == (8, 0)
-    idat_len = struct.unpack(">I", data[33:37])[0]
-    assert data[37:41] == b"IDAT"
-    raw = np.frombuffer(zlib.decompress(data[41:41 + idat_len]), dtype=np.uint8).reshape(height, width + 1)
-    assert np.all(raw[:, 0] == 0)
-    return width, height, raw[:, 1:]
-
-
-def test_two_iterations_on_breakout_log_every_metric_and_save_predictions(tmp_path):
+def test_two_iterations_on_breakout_log_every_metric_and_predictions(tmp_path):
     result = run_script("curiosity_pixels", *TINY, "--save-predictions", "--log-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "iter 2/2 step 128 frames 512" in result.stdout
@@ -201,13 +185,10 @@ def test_two_iterations_on_breakout_log_every_metric_and_save_predictions(tmp_pa
     assert scalars["losses/dynamics_loss"][0][1] > 0
     assert scalars["charts/feature_std"][0][1] > 0
 
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    pngs = sorted(run_dir.glob("predictions_*.png"))
-    assert [p.name for p in pngs] == ["predictions_00000000128.png"]  # the last iteration always writes one
-    width, height, pixels = read_png(pngs[0])
-    # 4 envs side by side, 2 rows (next frame, prediction), each 84 px + 2 px border on each side, 2x enlarged
-    assert (width, height) == (4 * 88 * 2, 2 * 88 * 2)
-    assert pixels[4:172, 4:172].std() > 0  # a real frame, not a blank cell
+    ((step, image),) = read_images(tmp_path, "predictions")
+    assert step == 128  # the last iteration always logs one
+    assert image.shape == (2 * 84, 4 * 84)  # 4 envs side by side, 2 rows: next frame, prediction
+    assert image[:84, :84].std() > 0  # a real frame, not a blank cell
 
 
 def test_prediction_interval_must_be_positive(tmp_path):

@@ -374,10 +374,10 @@ def test_a_budget_below_one_iteration_of_all_processes_stops(rf, monkeypatch):
     rf.check_args(rf.Args(num_envs=4, num_minibatches=2, num_steps=32, total_timesteps=256))
 
 
-def test_track_without_wandb_stops_before_any_work(rf, monkeypatch):
-    monkeypatch.setattr(rf.importlib.util, "find_spec", lambda name: None)  # as on a machine without wandb
-    with pytest.raises(SystemExit, match="--track logs to Weights and Biases: pip install wandb"):
-        rf.check_args(rf.Args(track=True))
+def test_capture_video_without_pyav_stops_before_any_work(rf, monkeypatch):
+    monkeypatch.setattr(rf.importlib.util, "find_spec", lambda name: None)  # as on a machine without PyAV
+    with pytest.raises(SystemExit, match="--capture-video writes mp4 files with PyAV: pip install av"):
+        rf.check_args(rf.Args(capture_video=True))
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path):
@@ -397,7 +397,7 @@ def test_help_documents_every_argument():
     result = run_script("curiosity_rf", "--help")
     assert result.returncode == 0
     for flag in ("--env-id", "--num-envs", "--int-coef", "--ext-coef", "--use-dones", "--feature-dim",
-                 "--obs-norm-steps", "--max-episode-steps", "--max-grad-norm", "--track"):
+                 "--obs-norm-steps", "--max-episode-steps", "--max-grad-norm", "--capture-video"):
         assert flag in result.stdout
     assert "sticky actions" in result.stdout  # field docstrings reach --help
 

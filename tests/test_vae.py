@@ -1,15 +1,13 @@
 """Behaviour of curiosity_vae.py: the VAE's shapes, its loss and where its gradients go, checked on small
 batches; the end-to-end test runs the real script on a real Atari game."""
 import math
-import struct
-import zlib
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from conftest import TINY, load_script, read_scalars, run_script
+from conftest import TINY, load_script, read_images, read_scalars, run_script
 from test_rf import SPEC_TAGS
 
 VAE_TAGS = {"losses/aux_loss", "losses/reconstruction_nll", "losses/kl", "charts/decoder_std"}
@@ -18,24 +16,6 @@ VAE_TAGS = {"losses/aux_loss", "losses/reconstruction_nll", "losses/kl", "charts
 @pytest.fixture(scope="module")
 def vae():
     return load_script("curiosity_vae")
-
-
-def read_png(path) -> np.ndarray:
-    """Decodes an 8-bit grayscale, non-interlaced PNG whose rows all use filter 0 (what the script writes)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    pos, chunks = 8, {}
-    while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        tag, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(tag + body)
-        chunks[tag] = chunks.get(tag, b"") + body
-        pos += 12 + length
-    width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", chunks[b"IHDR"])
-    assert (depth, color, interlace) == (8, 0, 0) and b"IEND" in chunks
-    rows = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), dtype=np.uint8).reshape(height, width + 1)
-    assert np.all(rows[:, 0] == 0)
-    return rows[:, 1:]
 
 
 def square_frames(num_frames: int, num_envs: int) -> torch.Tensor:
@@ -182,22 +162,21 @@ def test_vae_loss_falls_on_a_fixed_batch(vae):
 
 
 # ---------------------------------------------------------------- pictures and arguments
-def test_reconstruction_png_shows_frames_above_their_reconstructions(vae, tmp_path):
+def test_reconstruction_image_shows_frames_above_their_reconstructions(vae, tmp_path):
     torch.manual_seed(0)
     raw = square_frames(1, 3)[0].to(torch.uint8)  # (3, 4, 84, 84)
     norm = vae.ObservationNorm(raw.float().mean(0).numpy(), float(raw.float().std(0).mean()))
     phi = vae.Features(8, 4)
-    path = tmp_path / "r.png"
-    vae.save_reconstructions(phi, norm, raw, str(path))
-    image = read_png(path)
-    assert image.shape == (2 * 88 * 2, 3 * 88 * 2)  # 2 rows, 3 cells of 84 + 4 border, enlarged 2x
+    writer = vae.SummaryWriter(tmp_path / "run")
+    vae.save_reconstructions(writer, phi, norm, raw, 7)
+    writer.close()
+    ((step, image),) = read_images(tmp_path, "reconstructions")
+    assert step == 7 and image.shape == (2 * 84, 3 * 84) and image.dtype == np.uint8  # 2 rows of 3 cells
     for i in range(3):  # the top row is the newest raw frame of each stack
-        cell = image[4:4 + 168, i * 176 + 4:i * 176 + 4 + 168][::2, ::2]
-        np.testing.assert_array_equal(cell, raw[i, -1].numpy())
+        np.testing.assert_array_equal(image[:84, i * 84:(i + 1) * 84], raw[i, -1].numpy())
     with torch.no_grad():
         expected = phi.decode(phi(norm(raw))) * norm.std + norm.mean
-    cell = image[176 + 4:176 + 4 + 168, 4:4 + 168][::2, ::2].astype(np.float32)
-    np.testing.assert_allclose(cell, expected[0, -1].clamp(0, 255).numpy(), atol=0.51)
+    np.testing.assert_allclose(image[84:, :84].astype(np.float32), expected[0, -1].clamp(0, 255).numpy(), atol=0.51)
 
 
 def test_reconstruction_interval_must_be_positive(vae):
@@ -206,7 +185,7 @@ def test_reconstruction_interval_must_be_positive(vae):
 
 
 # ---------------------------------------------------------------- end to end
-def test_two_iterations_on_breakout_log_every_metric_and_save_reconstructions(tmp_path):
+def test_two_iterations_on_breakout_log_every_metric_and_reconstructions(tmp_path):
     result = run_script("curiosity_vae", *TINY, "--seed", "3", "--log-dir", str(tmp_path),
                         "--save-reconstructions", "--reconstruction-interval", "1")
     assert result.returncode == 0, result.stderr
@@ -222,12 +201,10 @@ def test_two_iterations_on_breakout_log_every_metric_and_save_reconstructions(tm
     assert scalars["charts/decoder_std"][0][1] == pytest.approx(math.log1p(math.e), rel=0.05)
     assert scalars["charts/intrinsic_reward_mean"][0][1] > 0 and scalars["losses/dynamics_loss"][0][1] > 0
 
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    pngs = sorted(run_dir.glob("reconstructions_*.png"))
-    assert [p.name for p in pngs] == ["reconstructions_00000000064.png", "reconstructions_00000000128.png"]
-    image = read_png(pngs[-1])
-    assert image.shape == (2 * 88 * 2, 4 * 88 * 2)  # 4 envs: 4 frames above their 4 reconstructions
-    assert image[4:172].std() > 10  # a Breakout frame, not a blank
+    images = read_images(tmp_path, "reconstructions")
+    assert [step for step, _ in images] == [64, 128]
+    assert images[-1][1].shape == (2 * 84, 4 * 84)  # 4 envs: 4 frames above their 4 reconstructions
+    assert images[-1][1][:84].std() > 10  # a Breakout frame, not a blank
 
 
 def test_help_documents_the_vae_arguments():
