@@ -141,6 +141,8 @@ def main():
     parser.add_argument("--workers", type=int, help="runs at once (each uses all cores it can get); default: "
                         "the preset's (4 for the gpu presets), else 1")
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--tag", help="added to each run's key (script__game__sSEED__TAG), for runs that differ "
+                        "from others of the same script, game and seed only in the arguments after --")
     parser.add_argument("--only", nargs="+", help="run only the grid's runs whose key (script__game__sSEED, "
                         "then __TAG if any) contains one of these strings")
     args, extra = parser.parse_known_args()
@@ -153,6 +155,8 @@ def main():
             spec[field] = getattr(args, field)
             spec.pop("then", None)  # an explicit grid replaces the preset's second part
     spec["extra"] = spec.get("extra", []) + extra
+    if args.tag:
+        spec["tag"] = args.tag
     workers = args.workers or spec.pop("workers", 1)
     spec.pop("workers", None)
     missing = sorted({s for s in spec["scripts"] if s not in SCRIPTS})

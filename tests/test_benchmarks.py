@@ -63,6 +63,18 @@ def test_runner_continues_a_cut_short_run_from_its_checkpoint(tmp_path):
     assert "1 already finished, 0 to run" in again.stdout
 
 
+def test_a_run_tagged_on_the_command_line_keeps_its_own_key_and_only_picks_it(tmp_path):
+    grid = ["--name", "t", "--results-dir", str(tmp_path), "--scripts", "curiosity_rf", "--seeds", "1",
+            "--env-ids", "BreakoutNoFrameskip-v4", "PongNoFrameskip-v4", "--frames", str(4 * 64), "--tag", "small",
+            "--only", "Breakout", "--", *TINY_RUN]
+    result = bench("run", *grid)
+    assert result.returncode == 0, result.stderr
+    assert "1 runs in" in result.stdout  # Pong left out by --only
+    key = "curiosity_rf__BreakoutNoFrameskip-v4__s1__small"
+    assert json.loads((tmp_path / "t" / "status" / f"{key}.json").read_text())["returncode"] == 0
+    assert [p.name for p in (tmp_path / "t" / "runs").iterdir()] == [key]
+
+
 def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
     runs = tmp_path / "r" / "runs"
     rng = np.random.default_rng(0)
