@@ -708,8 +708,8 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
         raise SystemExit(f"error: {run_dir} exists: a run of this --exp-name and --seed started in the same "
                          "second; start again, or pass another --exp-name")
     except OSError as err:
-        fix = "copy the run directory somewhere writable and resume from there" if args.resume else \
-            "pass a writable --log-dir"
+        fix = ("copy the run directory somewhere writable and resume from there" if args.resume
+               else "pass a writable --log-dir")
         raise SystemExit(f"error: cannot write in the run directory {run_dir!r} ({err.strerror}); {fix}")
     atexit.register(lock.close)  # which keeps the lock held until the process exits
     if not args.resume:  # a new run that fails while starting leaves nothing behind (finish() cleans later)

@@ -143,7 +143,8 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
             paper_final=final.get("mean_return", ""), paper_final_budget=final.get("budget", "")))
     order = {}  # variants compared at one budget only
     for env, frames in sorted({(r["env_id"], r["frames"]) for r in table}):
-        rows = [r for r in table if (r["env_id"], r["frames"]) == (env, frames) and r["script"] == method(r["script"])]
+        rows = [r for r in table  # tagged runs (a control such as __float32) are not variants of their own
+                if (r["env_id"], r["frames"]) == (env, frames) and r["script"] == method(r["script"])]
         order[(env, frames)] = order_matches({r["script"]: r["final_return"] for r in rows},
                                              {r["script"]: r["paper_at_budget"] or None for r in rows})
     return table, order
