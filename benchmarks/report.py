@@ -18,6 +18,7 @@ yardstick, as rough as the read-off points themselves (+-10% of the axis range).
 """
 import argparse
 import csv
+import json
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -28,12 +29,14 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from common import ROOT
 
 TAG = "charts/episodic_return"
+LENGTH_TAG = "charts/episodic_length"
 FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of logged points
 
 
-def read_runs(runs_dir: Path) -> dict:
-    """{(variant, env_id): {seed: (frames, returns)}} from run.py's layout runs/SCRIPT__ENV__sSEED[__TAG]/<tb dir>/;
-    the variant is the script, or SCRIPT__TAG for a tagged run (such as bfloat16's float32 control)."""
+def read_runs(runs_dir: Path, scalar: str = TAG) -> dict:
+    """{(variant, env_id): {seed: (frames, values of `scalar`)}} from run.py's layout
+    runs/SCRIPT__ENV__sSEED[__TAG]/<tb dir>/; the variant is the script, or SCRIPT__TAG for a tagged run (a
+    precision such as bf16, or a batch such as 128envs)."""
     runs = defaultdict(dict)
     for run_dir in sorted(p for p in runs_dir.glob("*__*__s*") if p.is_dir()):
         script, env, seed, *tag = run_dir.name.split("__")
@@ -42,9 +45,9 @@ def read_runs(runs_dir: Path) -> dict:
             continue
         acc = EventAccumulator(str(events[0]), size_guidance={"scalars": 0})
         acc.Reload()
-        if TAG not in acc.Tags()["scalars"]:
+        if scalar not in acc.Tags()["scalars"]:
             continue
-        points = acc.Scalars(TAG)
+        points = acc.Scalars(scalar)
         runs[("__".join([script, *tag]), env.replace("ALE-", "ALE/"))][int(seed[1:])] = (
             np.array([4 * p.step for p in points], dtype=np.float64), np.array([p.value for p in points]))
     return runs
@@ -115,6 +118,10 @@ def method(variant: str) -> str:
     return variant.split("__")[0]
 
 
+def tag_of(variant: str) -> str:
+    return variant.partition("__")[2]
+
+
 def order_matches(ours: dict, paper: dict):
     """Whether the variants rank the same by our final score and by the paper's score at our budget, over
     the variants that have both; None when fewer than two do."""
@@ -124,30 +131,51 @@ def order_matches(ours: dict, paper: dict):
     return sorted(common, key=lambda s: -ours[s]) == sorted(common, key=lambda s: -paper[s])
 
 
-def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: dict) -> tuple[list, dict]:
-    """The table's rows, one per (script, env), and per (env, budget) whether the variants' order matches the
-    paper's at that budget (None where fewer than two variants have a paper curve)."""
+def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: dict, lengths: dict = None,
+              hours: dict = None) -> tuple[list, dict]:
+    """The table's rows, one per (variant, env), and per (env, budget, tag) whether the scripts' order matches
+    the paper's at that budget (None where fewer than two have a paper curve). Only runs of one tag are
+    compared: a tag is a setting (a precision, a batch) that the runs of a variant share. `lengths` are the
+    runs' episode lengths, laid out as `runs`; `hours` the wall time of each (variant, env)."""
     table = []
-    for (script, env), seeds in sorted(runs.items()):
+    for (variant, env), seeds in sorted(runs.items()):
         mean, sem = mean_sem(final_scores(seeds))
+        length = (lengths or {}).get((variant, env))
         frames = min(f[-1] for f, _ in seeds.values())
-        random_score = float(random_agent[env]["mean_return"]) if env in random_agent else None
-        curve = paper_curves.get((game_of(env), method(script)))
+        random = random_agent.get(env, {})
+        random_score = float(random["mean_return"]) if random else None
+        curve = paper_curves.get((game_of(env), method(variant)))
         at_budget = paper_at(curve, frames, random_score) if curve else None
-        final = paper_final.get(env, {}) if script == "curiosity_extrinsic_mix" else {}  # the paper's sparse table
+        final = paper_final.get(env, {}) if variant == "curiosity_extrinsic_mix" else {}  # the paper's sparse table
+        normalised = (mean - random_score) / (at_budget - random_score) if at_budget not in (None, random_score) \
+            else None  # 0 is the random agent, 1 the paper
         table.append(dict(
-            script=script, env_id=env, seeds=len(seeds), frames=int(frames), final_return=round(mean, 2),
-            sem=round(sem, 2), random_agent="" if random_score is None else random_score,
+            script=method(variant), tag=tag_of(variant), env_id=env, seeds=len(seeds), frames=int(frames),
+            final_return=round(mean, 2), sem=round(sem, 2),
+            final_length=round(mean_sem(final_scores(length))[0]) if length else "",
+            random_agent="" if random_score is None else random_score,
+            random_length=random.get("mean_length", ""),
             paper_at_budget="" if at_budget is None else round(at_budget, 2),
-            ratio=round(mean / at_budget, 2) if at_budget and at_budget > 0 else "",
+            normalised="" if normalised is None else round(normalised, 2),
+            hours=(hours or {}).get((variant, env), ""),
             paper_final=final.get("mean_return", ""), paper_final_budget=final.get("budget", "")))
-    order = {}  # variants compared at one budget only
-    for env, frames in sorted({(r["env_id"], r["frames"]) for r in table}):
-        rows = [r for r in table  # tagged runs (a control such as __float32) are not variants of their own
-                if (r["env_id"], r["frames"]) == (env, frames) and r["script"] == method(r["script"])]
-        order[(env, frames)] = order_matches({r["script"]: r["final_return"] for r in rows},
-                                             {r["script"]: r["paper_at_budget"] or None for r in rows})
+    order = {}  # scripts compared at one budget and one tag only
+    for group in sorted({(r["env_id"], r["frames"], r["tag"]) for r in table}):
+        rows = [r for r in table if (r["env_id"], r["frames"], r["tag"]) == group]
+        order[group] = order_matches({r["script"]: r["final_return"] for r in rows},
+                                     {r["script"]: r["paper_at_budget"] or None for r in rows})
     return table, order
+
+
+def wall_hours(status_dir: Path) -> dict:
+    """{(variant, env_id): hours} from run.py's status files: each run's wall time, over all its segments."""
+    hours = {}
+    for path in status_dir.glob("*.json"):
+        status = json.loads(path.read_text())
+        variant = "__".join([status["script"], *([status["tag"]] if status.get("tag") else [])])
+        key = (variant, status["env_id"])
+        hours[key] = round(hours.get(key, 0.0) + status["seconds"] / 3600, 2)  # summed over seeds
+    return hours
 
 
 def plot(runs: dict, random_agent: dict, paper_curves: dict):
@@ -212,7 +240,8 @@ def main():
     paper_curves = read_paper_curves(Path(args.paper_curves))
     plot(runs, random_agent, paper_curves).savefig(out / "curves.png", dpi=110)
 
-    table, order = summarise(runs, random_agent, paper_curves, read_csv(Path(args.paper), "env_id"))
+    table, order = summarise(runs, random_agent, paper_curves, read_csv(Path(args.paper), "env_id"),
+                             read_runs(out / "runs", LENGTH_TAG), wall_hours(out / "status"))
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
@@ -221,18 +250,22 @@ def main():
              f"Final return = mean raw game score of the last {FINAL_FRACTION:.0%} of logged iterations, "
              "mean +- standard error over seeds. Paper at our budget = the paper's curve (Figure 2, pure "
              "curiosity; benchmarks/paper_curves.csv) interpolated at our frames, from the random agent's "
-             "score at 0 frames below its first point (10M frames): a rough yardstick. Ratio = ours / paper.", "",
-             "| script | game | seeds | frames | final return | random agent | paper at our budget | ratio "
-             "| paper, full budget |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "score at 0 frames below its first point (10M frames): a rough yardstick. Normalised = (ours - "
+             "random) / (paper - random): 0 is the random agent, 1 the paper. Length = mean episode length over "
+             "the same iterations. Tag = a setting the run differs in (a precision, a batch). Hours = wall time "
+             "(run.py's status files).", "",
+             "| script | tag | game | seeds | frames | final return | length | random agent (length) "
+             "| paper at our budget | normalised | hours | paper, full budget |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in table:
         final = f"{r['paper_final']} ({r['paper_final_budget']})" if r["paper_final"] else ""
-        lines.append(f"| {r['script']} | {r['env_id']} | {r['seeds']} | {r['frames']:,} | "
-                     f"{r['final_return']} +- {r['sem']} | {r['random_agent']} | {r['paper_at_budget']} | "
-                     f"{r['ratio']} | {final} |")
+        random = f"{r['random_agent']} ({float(r['random_length']):.0f})" if r["random_length"] else r["random_agent"]
+        lines.append(f"| {r['script']} | {r['tag']} | {r['env_id']} | {r['seeds']} | {r['frames']:,} | "
+                     f"{r['final_return']} +- {r['sem']} | {r['final_length']} | {random} | "
+                     f"{r['paper_at_budget']} | {r['normalised']} | {r['hours']} | {final} |")
     verdicts = {True: "matches the paper's", False: "differs from the paper's"}
-    ordered = [f"- {env} at {frames:,} frames: {verdicts[same]}" for (env, frames), same in order.items()
-               if same is not None]
+    ordered = [f"- {env} at {frames:,} frames{f' ({tag})' if tag else ''}: {verdicts[same]}"
+               for (env, frames, tag), same in order.items() if same is not None]
     if ordered:
         lines += ["", "Order of the variants by final return, against the paper's order at our budget:", *ordered]
     lines += ["", "![learning curves](curves.png)", ""]

@@ -54,18 +54,11 @@ PRESETS = {
     # as gpu-short; the VAE's and pixels' GPU speed is not measured yet, so their runs may take longer.
     "gpu-variants": dict(scripts=CURIOSITY, env_ids=["BreakoutNoFrameskip-v4", "SpaceInvadersNoFrameskip-v4"],
                          seeds=[1], frames=4_000_000, extra=[], workers=4),
-    # The paper's first point at its own batch (128 envs x 128 steps, 8 minibatches): 10M frames, for a 2-core
-    # CPU with bfloat16 units, where an RF iteration takes about 17 s (README, Speed). RF on Breakout once more
-    # in float32, bfloat16's control, under a key of its own; the VAE and pixels at the cpu preset's size.
-    # On an AVX2-only CPU bfloat16 is emulated (10x slower) and even the float32 RF run takes about 3 h.
-    # Results committed in benchmarks/cpu10m_results (--results-dir benchmarks); --only picks runs.
-    "cpu10m": dict(scripts=["curiosity_rf"], seeds=[1], frames=10_000_000, extra=["--bf16"],
-                   env_ids=[f"{g}NoFrameskip-v4" for g in ("Breakout", "SpaceInvaders", "Seaquest", "BeamRider")],
-                   then=dict(scripts=["curiosity_idf"], env_ids=["BreakoutNoFrameskip-v4", "SpaceInvadersNoFrameskip-v4"],
-                             then=dict(scripts=["curiosity_rf"], env_ids=["BreakoutNoFrameskip-v4"], extra=[],
-                                       tag="float32",
-                                       then=dict(scripts=["curiosity_vae", "curiosity_pixels"], tag=None,
-                                                 frames=2_000_000, extra=[*SMALL, "--bf16"])))),
+    # The paper's first point at its own batch (128 envs x 128 steps, 8 minibatches): RF and IDF at 10M frames,
+    # most informative first; the VAE and pixels at the cpu preset's size. Precision is what this CPU does fast
+    # (cpu10m_precision), recorded in every run's tag; with bfloat16, RF on Breakout in float32 comes last as its
+    # control. A 2-core CPU with bfloat16 units takes about 17 s an RF iteration (README, Speed).
+    "cpu10m": lambda: cpu10m(bf16_is_fast()),
     # The paper's main figure: 8 games, every curiosity variant, 3 seeds, 10^8 agent steps. GPUs.
     "paper": dict(scripts=CURIOSITY, env_ids=[f"{g}NoFrameskip-v4" for g in PAPER_GAMES], seeds=[1, 2, 3],
                   frames=400_000_000, extra=[]),
@@ -73,6 +66,32 @@ PRESETS = {
     "paper-sparse": dict(scripts=["curiosity_extrinsic_mix"], env_ids=[f"{g}NoFrameskip-v4" for g in SPARSE_GAMES],
                          seeds=[1, 2, 3], frames=400_000_000, extra=[]),
 }
+
+
+def bf16_is_fast() -> bool:
+    """Whether this CPU computes in bfloat16 natively (AVX-512 BF16 or AMX); elsewhere torch emulates it, 10x slower
+    than float32 (README, Speed)."""
+    import torch
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def chain(first: dict, *rest: dict) -> dict:
+    """Grids run one after another, each inheriting what it does not set from the one before (`then`)."""
+    return {**first, "then": chain(*rest)} if rest else first
+
+
+def cpu10m(bf16: bool) -> dict:
+    precision = dict(extra=["--bf16"], tag="bf16") if bf16 else dict(extra=[], tag="float32")
+    breakout, invaders = "BreakoutNoFrameskip-v4", "SpaceInvadersNoFrameskip-v4"
+    control = [dict(scripts=["curiosity_rf"], env_ids=[breakout], frames=10_000_000, extra=[], tag="float32")]
+    return chain(dict(scripts=["curiosity_rf"], env_ids=[breakout], seeds=[1], frames=10_000_000, **precision),
+                 dict(scripts=["curiosity_idf"]),
+                 dict(scripts=["curiosity_rf"], env_ids=[invaders]),
+                 dict(scripts=["curiosity_idf"]),
+                 dict(scripts=["curiosity_rf"], env_ids=["SeaquestNoFrameskip-v4", "BeamRiderNoFrameskip-v4"]),
+                 dict(scripts=["curiosity_vae", "curiosity_pixels"], env_ids=[breakout], frames=2_000_000,
+                      extra=[*SMALL, *precision["extra"]]),
+                 *(control if bf16 else []))
 
 
 def grid(scripts, env_ids, seeds, frames, extra, tag=None, then=None):
@@ -116,9 +135,10 @@ def execute(run: dict, out: Path) -> dict:
         log.flush()
         process = subprocess.run([sys.executable, *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     returncode = process.returncode
-    status = dict(key=key, returncode=returncode, seconds=round(time.time() - start, 1), command=command(run, out),
-                  executed=cmd, **run)
-    (out / "status" / f"{key}.json").write_text(json.dumps(status, indent=1))
+    earlier = json.loads(status_path.read_text())["seconds"] if checkpoints and status_path.exists() else 0.0
+    status = dict(key=key, returncode=returncode, seconds=round(earlier + time.time() - start, 1),
+                  command=command(run, out), executed=cmd, **run)  # seconds: the wall time of all its segments
+    status_path.write_text(json.dumps(status, indent=1))
     return status
 
 
@@ -149,7 +169,8 @@ def main():
     extra = [a for a in extra if a != "--"]
     if args.preset is None and not (args.scripts and args.env_ids and args.seeds and args.frames):
         parser.error("give --preset, or all of --scripts, --env-ids, --seeds and --frames")
-    spec = dict(PRESETS.get(args.preset, {}))
+    preset = PRESETS.get(args.preset, {})
+    spec = dict(preset() if callable(preset) else preset)
     for field in ("scripts", "env_ids", "seeds", "frames"):
         if getattr(args, field) is not None:
             spec[field] = getattr(args, field)
@@ -170,18 +191,30 @@ def main():
     todo = [r for r in runs if not finished(out, r)]
     print(f"{len(runs)} runs in {out}: {len(runs) - len(todo)} already finished, {len(todo)} to run", flush=True)
     start, done_frames, total_frames = time.time(), 0, sum(r["frames"] for r in todo)
-    failures = []
+    failures, stopped = [], False
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(execute, r, out) for r in todo]
-        for i, future in enumerate(as_completed(futures), 1):
-            status = future.result()
-            done_frames += status["frames"]
-            eta = (time.time() - start) / done_frames * (total_frames - done_frames)
-            outcome = "ok" if status["returncode"] == 0 else f"FAILED (exit {status['returncode']})"
-            if status["returncode"] != 0:
-                failures.append(status)
-            print(f"[{i}/{len(todo)}] {status['key']} {outcome} in {status['seconds'] / 60:.1f} min; "
-                  f"ETA {eta / 3600:.1f} h", flush=True)
+        try:
+            for i, future in enumerate(as_completed(futures), 1):
+                status = future.result()
+                stopped = status["returncode"] in (130, 143)  # the run saved and stopped on SIGINT or SIGTERM
+                if stopped:
+                    break
+                done_frames += status["frames"]
+                eta = (time.time() - start) / done_frames * (total_frames - done_frames)
+                outcome = "ok" if status["returncode"] == 0 else f"FAILED (exit {status['returncode']})"
+                if status["returncode"] != 0:
+                    failures.append(status)
+                print(f"[{i}/{len(todo)}] {status['key']} {outcome} in {status['seconds'] / 60:.1f} min; "
+                      f"ETA {eta / 3600:.1f} h", flush=True)
+        except KeyboardInterrupt:  # Ctrl-C reaches the running scripts too: each saves and stops
+            stopped = True
+        if stopped:  # start no further run; the with block waits for the ones under way to save
+            for future in futures:
+                future.cancel()
+    if stopped:
+        print("stopped; the same command continues each cut run from its checkpoint", file=sys.stderr)
+        sys.exit(130)
     if failures:
         print(f"\n{len(failures)} of {len(todo)} runs FAILED:", file=sys.stderr)
         for status in failures:

@@ -2,8 +2,11 @@
 and computes what it says it does, the random agent and the throughput table come out of real runs."""
 import csv
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -63,6 +66,31 @@ def test_runner_continues_a_cut_short_run_from_its_checkpoint(tmp_path):
     assert "1 already finished, 0 to run" in again.stdout
 
 
+def test_ctrl_c_stops_the_grid_after_the_run_under_way_saves_and_the_same_command_goes_on(tmp_path):
+    grid = ["--name", "t", "--results-dir", str(tmp_path), "--scripts", "curiosity_rf", "--seeds", "1",
+            "--env-ids", "BreakoutNoFrameskip-v4", "PongNoFrameskip-v4", "--frames", str(4 * 64 * 8), "--",
+            *TINY_RUN]
+    out, key = tmp_path / "t", "curiosity_rf__BreakoutNoFrameskip-v4__s1"
+    runner = subprocess.Popen([sys.executable, str(BENCH / "run.py"), *grid], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+    log = out / "logs" / f"{key}.log"
+    deadline = time.time() + 120
+    while not (log.exists() and "iter 2/8" in log.read_text()) and time.time() < deadline:
+        time.sleep(0.2)
+    os.killpg(runner.pid, signal.SIGINT)  # Ctrl-C in a terminal: the runner and the run under way
+    stdout, stderr = runner.communicate(timeout=120)
+    assert runner.returncode == 130, stderr
+    assert "the same command continues" in stderr and "Traceback" not in stderr
+    assert not (out / "logs" / "curiosity_rf__PongNoFrameskip-v4__s1.log").exists()  # no next run started
+    first = json.loads((out / "status" / f"{key}.json").read_text())
+    assert first["returncode"] == 130 and list((out / "runs" / key).glob("*/checkpoint.pt"))
+    again = bench("run", *grid)
+    assert again.returncode == 0, again.stderr
+    assert "resuming after iteration" in log.read_text() and "iter 8/8" in log.read_text()
+    status = json.loads((out / "status" / f"{key}.json").read_text())
+    assert status["seconds"] > first["seconds"]  # wall time over both segments
+
+
 def test_a_run_tagged_on_the_command_line_keeps_its_own_key_and_only_picks_it(tmp_path):
     grid = ["--name", "t", "--results-dir", str(tmp_path), "--scripts", "curiosity_rf", "--seeds", "1",
             "--env-ids", "BreakoutNoFrameskip-v4", "PongNoFrameskip-v4", "--frames", str(4 * 64), "--tag", "small",
@@ -86,11 +114,16 @@ def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
             values = np.linspace(-21, 0, 20) + rng.normal(size=20)
             for i, v in enumerate(values):
                 writer.add_scalar("charts/episodic_return", v, (i + 1) * 1000)
+                writer.add_scalar("charts/episodic_length", 100 * seed + 2 * i, (i + 1) * 1000)
             writer.close()
             finals.append(values[-2:].mean())  # last 10% of 20 points
         expected[script] = np.mean(finals)
     random_csv = tmp_path / "random.csv"
     random_csv.write_text("env_id,episodes,mean_return,std_return,mean_length\nPongNoFrameskip-v4,10,-20.7,0.5,800\n")
+    (tmp_path / "r" / "status").mkdir()
+    for seed, seconds in ((1, 1800), (2, 3600)):  # run.py's status files: the wall time of each run
+        (tmp_path / "r" / "status" / f"curiosity_rf__PongNoFrameskip-v4__s{seed}.json").write_text(json.dumps(
+            dict(script="curiosity_rf", env_id="PongNoFrameskip-v4", seed=seed, tag=None, seconds=seconds)))
     result = bench("report", "--name", "r", "--results-dir", str(tmp_path), "--random-agent", str(random_csv))
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "r" / "report.csv") as f:
@@ -101,10 +134,14 @@ def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
         assert rows[script]["random_agent"] == "-20.7"
         # the paper's Pong curve (-13.4 at 10M frames for RF, -13.6 for IDF) from the random agent's -20.7 at 0
         paper_10m = {"curiosity_rf": -13.4, "curiosity_idf": -13.6}[script]
-        assert float(rows[script]["paper_at_budget"]) == round(-20.7 + (paper_10m + 20.7) * 80_000 / 1e7, 2)
-        assert rows[script]["ratio"] == ""  # no ratio to a negative score
+        paper = -20.7 + (paper_10m + 20.7) * 80_000 / 1e7
+        assert float(rows[script]["paper_at_budget"]) == round(paper, 2)
+        assert float(rows[script]["normalised"]) == round((final + 20.7) / (paper + 20.7), 2)
+        assert rows[script]["final_length"] == "187" and rows[script]["random_length"] == "800"  # of 137 and 237
+        assert rows[script]["tag"] == ""
+    assert rows["curiosity_rf"]["hours"] == "1.5" and rows["curiosity_idf"]["hours"] == ""  # two seeds' runs
     report = (tmp_path / "r" / "report.md").read_text()
-    assert "| curiosity_rf | PongNoFrameskip-v4 | 2 | 80,000 |" in report
+    assert "| curiosity_rf |  | PongNoFrameskip-v4 | 2 | 80,000 |" in report and "| -20.7 (800) |" in report
     assert "PongNoFrameskip-v4 at 80,000 frames:" in report  # the order of the two variants is judged
     assert (tmp_path / "r" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -145,28 +182,45 @@ def test_order_check_compares_variants_at_one_budget():
     random_agent = {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}}
     table, order = report.summarise(runs, random_agent, report.read_paper_curves(BENCH / "paper_curves.csv"), {})
     rf = next(r for r in table if r["script"] == "curiosity_rf")
-    assert rf["paper_at_budget"] == 5.72 and rf["ratio"] == round(7.0 / 5.72, 2)
+    assert rf["paper_at_budget"] == 5.72 and rf["normalised"] == round((7.0 - 1.4) / (5.72 - 1.4), 2)
     # RF above IDF, as in the paper at 2M frames; the VAE ran to another budget and is not compared with them
-    assert order == {("BreakoutNoFrameskip-v4", 500_000): None, ("BreakoutNoFrameskip-v4", 2_000_000): True}
+    assert order == {("BreakoutNoFrameskip-v4", 500_000, ""): None, ("BreakoutNoFrameskip-v4", 2_000_000, ""): True}
 
 
-def test_a_tagged_run_has_a_key_of_its_own_and_its_scripts_paper_curve():
+def test_the_cpu10m_preset_runs_in_the_precision_the_cpu_does_fast_and_says_which_in_its_keys():
     sys.path.insert(0, str(BENCH))
     import run
 
-    keys = [run.run_key(r) for r in run.grid(**run.PRESETS["cpu10m"])]
-    assert len(keys) == len(set(keys)) == 9  # the float32 control does not replace the bfloat16 RF run
-    assert "curiosity_rf__BreakoutNoFrameskip-v4__s1__float32" in keys
-    control = next(r for r in run.grid(**run.PRESETS["cpu10m"]) if r["tag"] == "float32")
-    assert "--bf16" not in control["extra"] and control["frames"] == 10_000_000
+    order = ["curiosity_rf__BreakoutNoFrameskip-v4", "curiosity_idf__BreakoutNoFrameskip-v4",
+             "curiosity_rf__SpaceInvadersNoFrameskip-v4", "curiosity_idf__SpaceInvadersNoFrameskip-v4",
+             "curiosity_rf__SeaquestNoFrameskip-v4", "curiosity_rf__BeamRiderNoFrameskip-v4",
+             "curiosity_vae__BreakoutNoFrameskip-v4", "curiosity_pixels__BreakoutNoFrameskip-v4"]
+    bf16 = run.grid(**run.cpu10m(bf16=True))
+    assert [run.run_key(r) for r in bf16] == [f"{key}__s1__bf16" for key in order] + [
+        "curiosity_rf__BreakoutNoFrameskip-v4__s1__float32"]  # bfloat16's float32 control, last
+    assert all("--bf16" in r["extra"] for r in bf16[:-1]) and bf16[-1]["extra"] == []
+    assert [r["frames"] for r in bf16] == [10_000_000] * 6 + [2_000_000] * 2 + [10_000_000]
+    assert all(r["extra"][:4] == ["--num-envs", "32", "--num-minibatches", "4"] for r in bf16[6:8])
+    assert all("--num-envs" not in r["extra"] for r in bf16[:6])  # the paper's 128 envs, the scripts' default
+    float32 = run.grid(**run.cpu10m(bf16=False))
+    assert [run.run_key(r) for r in float32] == [f"{key}__s1__float32" for key in order]  # no control needed
+    assert not any("--bf16" in r["extra"] for r in float32)
+    assert run.grid(**run.PRESETS["cpu10m"]()) == run.grid(**run.cpu10m(run.bf16_is_fast()))
+
+
+def test_a_tagged_run_has_its_scripts_paper_curve_and_is_ranked_only_among_runs_of_its_tag():
     report = _report()
     runs = {(variant, "BreakoutNoFrameskip-v4"): {1: (np.array([1e6, 2e6]), np.array([1.0, y]))}
-            for variant, y in (("curiosity_rf", 7.0), ("curiosity_rf__float32", 3.0), ("curiosity_idf", 5.0))}
+            for variant, y in (("curiosity_rf__bf16", 7.0), ("curiosity_idf__bf16", 5.0),
+                               ("curiosity_rf__float32", 3.0))}
     table, order = report.summarise(runs, {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}},
                                     report.read_paper_curves(BENCH / "paper_curves.csv"), {})
-    control = next(r for r in table if r["script"] == "curiosity_rf__float32")
-    assert control["paper_at_budget"] == 5.72 and control["ratio"] == round(3.0 / 5.72, 2)  # RF's curve
-    assert order == {("BreakoutNoFrameskip-v4", 2_000_000): True}  # the control is not a variant of its own
+    control = next(r for r in table if r["tag"] == "float32")
+    assert control["script"] == "curiosity_rf" and control["paper_at_budget"] == 5.72  # RF's curve
+    assert control["normalised"] == round((3.0 - 1.4) / (5.72 - 1.4), 2)
+    # RF above IDF in bfloat16, as in the paper; the float32 control alone is ranked against nothing
+    assert order == {("BreakoutNoFrameskip-v4", 2_000_000, "bf16"): True,
+                     ("BreakoutNoFrameskip-v4", 2_000_000, "float32"): None}
 
 
 def test_curves_carry_the_papers_points_and_the_random_agent_at_gpu_budgets():
