@@ -20,9 +20,11 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Optional
 
 from common import ROOT, SCRIPTS
 
@@ -117,9 +119,15 @@ def command(run: dict, out: Path) -> list[str]:
             *run["extra"]]
 
 
-def execute(run: dict, out: Path) -> dict:
-    """Runs one grid point, streaming its output to logs/KEY.log; writes status/KEY.json when it ends. A run
-    that was cut short (Ctrl-C, a crash, a reboot) continues from its checkpoint, exactly as if never stopped."""
+STOPPING = threading.Event()  # set once a run stops on SIGINT or SIGTERM: no further run starts
+
+
+def execute(run: dict, out: Path) -> Optional[dict]:
+    """Runs one grid point, streaming its output to logs/KEY.log; writes status/KEY.json when it ends and
+    returns it (None if a stop came first). A run that was cut short (Ctrl-C, a crash, a reboot) continues
+    from its checkpoint, exactly as if never stopped."""
+    if STOPPING.is_set():
+        return None
     key, cmd = run_key(run), command(run, out)
     status_path = out / "status" / f"{key}.json"
     same_run = not status_path.exists() or json.loads(status_path.read_text())["command"][1:] == cmd[1:]
@@ -135,6 +143,8 @@ def execute(run: dict, out: Path) -> dict:
         log.flush()
         process = subprocess.run([sys.executable, *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     returncode = process.returncode
+    if returncode in (130, 143):  # the run saved and stopped on SIGINT or SIGTERM (a terminal's Ctrl-C
+        STOPPING.set()  # reaches the runner too, but a runner started in the background ignores SIGINT)
     earlier = json.loads(status_path.read_text())["seconds"] if checkpoints and status_path.exists() else 0.0
     status = dict(key=key, returncode=returncode, seconds=round(earlier + time.time() - start, 1),
                   command=command(run, out), executed=cmd, **run)  # seconds: the wall time of all its segments
@@ -191,15 +201,14 @@ def main():
     todo = [r for r in runs if not finished(out, r)]
     print(f"{len(runs)} runs in {out}: {len(runs) - len(todo)} already finished, {len(todo)} to run", flush=True)
     start, done_frames, total_frames = time.time(), 0, sum(r["frames"] for r in todo)
-    failures, stopped = [], False
+    failures = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(execute, r, out) for r in todo]
         try:
             for i, future in enumerate(as_completed(futures), 1):
                 status = future.result()
-                stopped = status["returncode"] in (130, 143)  # the run saved and stopped on SIGINT or SIGTERM
-                if stopped:
-                    break
+                if status is None:  # never started: a stop came first
+                    continue
                 done_frames += status["frames"]
                 eta = (time.time() - start) / done_frames * (total_frames - done_frames)
                 outcome = "ok" if status["returncode"] == 0 else f"FAILED (exit {status['returncode']})"
@@ -207,12 +216,9 @@ def main():
                     failures.append(status)
                 print(f"[{i}/{len(todo)}] {status['key']} {outcome} in {status['seconds'] / 60:.1f} min; "
                       f"ETA {eta / 3600:.1f} h", flush=True)
-        except KeyboardInterrupt:  # Ctrl-C reaches the running scripts too: each saves and stops
-            stopped = True
-        if stopped:  # start no further run; the with block waits for the ones under way to save
-            for future in futures:
-                future.cancel()
-    if stopped:
+        except KeyboardInterrupt:  # Ctrl-C reaches the runs under way too: each saves and stops
+            STOPPING.set()  # and the with block waits for them
+    if STOPPING.is_set():
         print("stopped; the same command continues each cut run from its checkpoint", file=sys.stderr)
         sys.exit(130)
     if failures:

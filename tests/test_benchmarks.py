@@ -66,18 +66,29 @@ def test_runner_continues_a_cut_short_run_from_its_checkpoint(tmp_path):
     assert "1 already finished, 0 to run" in again.stdout
 
 
-def test_ctrl_c_stops_the_grid_after_the_run_under_way_saves_and_the_same_command_goes_on(tmp_path):
+def ignore_sigint():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a command started with & by a script
+
+
+@pytest.mark.parametrize("who", ["Ctrl-C in a terminal", "SIGINT to the run, the runner in the background"])
+def test_a_stopped_run_stops_the_grid_after_it_saves_and_the_same_command_goes_on(who, tmp_path):
     grid = ["--name", "t", "--results-dir", str(tmp_path), "--scripts", "curiosity_rf", "--seeds", "1",
             "--env-ids", "BreakoutNoFrameskip-v4", "PongNoFrameskip-v4", "--frames", str(4 * 64 * 8), "--",
             *TINY_RUN]
     out, key = tmp_path / "t", "curiosity_rf__BreakoutNoFrameskip-v4__s1"
+    terminal = who.startswith("Ctrl-C")
     runner = subprocess.Popen([sys.executable, str(BENCH / "run.py"), *grid], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True)
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=True,
+                              preexec_fn=None if terminal else ignore_sigint)
     log = out / "logs" / f"{key}.log"
     deadline = time.time() + 120
     while not (log.exists() and "iter 2/8" in log.read_text()) and time.time() < deadline:
         time.sleep(0.2)
-    os.killpg(runner.pid, signal.SIGINT)  # Ctrl-C in a terminal: the runner and the run under way
+    if terminal:
+        os.killpg(runner.pid, signal.SIGINT)  # the runner and the run under way
+    else:
+        (lock,) = (out / "runs" / key).glob("*/.lock")  # holds the run's process id
+        os.kill(int(lock.read_text()), signal.SIGINT)
     stdout, stderr = runner.communicate(timeout=120)
     assert runner.returncode == 130, stderr
     assert "the same command continues" in stderr and "Traceback" not in stderr
