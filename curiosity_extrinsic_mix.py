@@ -849,7 +849,7 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
         dist.broadcast_object_list(names, src=0)
     run_dir = os.path.join(args.log_dir, names[0])
     if args.resume:  # the run directory is where its checkpoint lies
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
+        run_dir = os.path.dirname(args.resume) or os.curdir  # as given: a path printed back works from here
     checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
     if rank > 0:
         return run_dir, checkpoint_path
