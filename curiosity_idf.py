@@ -6,6 +6,7 @@
 # that a first reading can skip; then main(), whose loop is rollout, intrinsic reward, advantages, update,
 # log and save.
 import atexit
+import contextlib
 import copy
 import dataclasses
 import fcntl
@@ -23,6 +24,24 @@ from collections import deque
 from dataclasses import dataclass
 from functools import partial
 from typing import Optional
+
+# From the first line on, Ctrl-C, kill and a closed terminal end the script quietly, exiting with 128 + the
+# signal's number, until there is training to save: then setup() makes them stop it at its next stop point
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def exit_quietly(signum, frame):
+    sys.exit(128 + signum)
+
+
+def catch_stop_signals(handler) -> None:
+    for signum in STOP_SIGNALS:  # SIGHUP stays ignored under nohup, which ignores it
+        if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN:
+            signal.signal(signum, handler)
+
+
+if __name__ == "__main__":
+    catch_stop_signals(exit_quietly)  # before the imports below: torch's takes seconds
 
 import ale_py
 import gymnasium as gym
@@ -128,13 +147,13 @@ class Args:
 def ale_game(env_id: str) -> tuple[str, float]:
     """ROM name and sticky-action probability of a gymnasium Atari id; stops with a hint on any other id."""
     match = re.fullmatch(r"(\w+)NoFrameskip-v4", env_id) or re.fullmatch(r"ALE/(\w+)-v5", env_id)
-    roms = {rom.replace("_", ""): rom for rom in ale_py.roms.get_all_rom_ids()}
-    if match is None or match.group(1).lower() not in roms:
+    roms = {rom.title().replace("_", ""): rom for rom in ale_py.roms.get_all_rom_ids()}  # ale_py's names
+    if match is None or match.group(1) not in roms:
         raise SystemExit(
             f"error: --env-id {env_id!r} names no Atari game; use e.g. BreakoutNoFrameskip-v4 "
             "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25)"
         )
-    return roms[match.group(1).lower()], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
+    return roms[match.group(1)], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
 
 
 class FrameStack:
@@ -509,14 +528,26 @@ RANGES = {"seed": (0, INT_MAX), "save_every": (0, INT_MAX), "total_timesteps": (
 
 def parse_args() -> tuple[Args, Optional[dict]]:
     """The flags, checked; with --resume or --eval-checkpoint, the checkpoint's settings overridden by the
-    flags given now (settings this version does not know are ignored), and the checkpoint."""
-    args, checkpoint = tyro.cli(Args), None
-    if args.resume or args.eval_checkpoint:
-        checkpoint = load_checkpoint(args.resume or args.eval_checkpoint)
-        known = {field.name for field in dataclasses.fields(Args)}
-        saved = {name: value for name, value in checkpoint["args"].items() if name in known}
-        args = tyro.cli(Args, default=Args(**{**saved, "resume": None, "eval_checkpoint": None}))
-    check_args(args, checkpoint)
+    flags given now (settings this version does not know are ignored), and the checkpoint. Under torchrun
+    every process checks the same flags, and rank 0 alone prints (from here on)."""
+    catch_stop_signals(exit_quietly)
+    rank_0 = int(os.environ.get("RANK", 0)) == 0
+    if not rank_0:
+        sys.stdout = open(os.devnull, "w")
+    try:
+        with contextlib.nullcontext() if rank_0 else contextlib.redirect_stderr(io.StringIO()):
+            args, checkpoint = tyro.cli(Args), None
+            if args.resume or args.eval_checkpoint:
+                checkpoint = load_checkpoint(args.resume or args.eval_checkpoint)
+                known = {field.name for field in dataclasses.fields(Args)} - {"resume", "eval_checkpoint"}
+                saved = {name: value for name, value in checkpoint["args"].items() if name in known}
+                if unsaved := sorted(f"--{name.replace('_', '-')}" for name in known - set(saved)):
+                    print(f"note: the checkpoint does not record {', '.join(unsaved)}: the defaults or the "
+                          "flags given now are used", flush=True)
+                args = tyro.cli(Args, default=Args(**saved))
+            check_args(args, checkpoint)
+    except SystemExit as stop:  # the other processes exit as rank 0 does, silently
+        raise stop if rank_0 or not isinstance(stop.code, str) else SystemExit(1)
     return args, checkpoint
 
 
@@ -529,26 +560,42 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
             rule = f"between {low:,} and {high:,}" if high < FLOAT_MAX else "positive" if low else "0 or more"
             raise SystemExit(f"error: --{field.name.replace('_', '-')} must be {rule}"
                              f"{' and finite' if high == FLOAT_MAX else ''}, got {value}")
-    if args.num_envs % args.num_minibatches:
+    processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
+    iteration = args.num_envs * args.num_steps * processes
+    if args.eval_checkpoint:  # evaluation plays: the rules below are training's
+        pass
+    elif args.num_envs % args.num_minibatches:
         raise SystemExit(f"error: --num-envs {args.num_envs} must be divisible by --num-minibatches "
                          f"{args.num_minibatches}: each minibatch holds whole env trajectories")
-    processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
-    if args.total_timesteps < args.num_envs * args.num_steps * processes:
+    elif args.int_coef == args.ext_coef == 0:
+        raise SystemExit("error: --int-coef 0 and --ext-coef 0 leave a reward of zero to train on; "
+                         "give either a positive value")
+    elif args.obs_norm_envs > args.obs_norm_steps:
+        raise SystemExit(f"error: --obs-norm-envs {args.obs_norm_envs} is more than --obs-norm-steps "
+                         f"{args.obs_norm_steps}: every warm-up env must take a step")
+    elif args.total_timesteps < iteration:
         times = "--num-envs x --num-steps" + (f" x {processes} processes" if processes > 1 else "")
         raise SystemExit(f"error: --total-timesteps {args.total_timesteps} is less than one iteration "
-                         f"({times} = {args.num_envs * args.num_steps * processes})")
+                         f"({times} = {iteration})")
+    elif args.total_timesteps % iteration:
+        print(f"note: --total-timesteps {args.total_timesteps:,} is not a whole number of iterations of "
+              f"{iteration:,} steps: training stops at {args.total_timesteps // iteration * iteration:,}",
+              flush=True)
     if args.resume and args.eval_checkpoint:
         raise SystemExit("error: give --resume (train on) or --eval-checkpoint (play and score), not both")
     if "/" in args.exp_name or os.sep in args.exp_name or args.exp_name in ("", ".", ".."):
         raise SystemExit(f"error: --exp-name {args.exp_name!r} names a folder in --log-dir: "
                          "no '/', '.' or '..'")
-    frames = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84  # the rollout's uint8 frames alone
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if frames > memory / 2:
-        raise SystemExit(f"error: --num-envs {args.num_envs} x --num-steps {args.num_steps} need "
-                         f"{frames / 2**30:.0f} GiB for the rollout's frames alone, over half of this "
-                         f"machine's {memory / 2**30:.0f} GiB; use fewer envs or steps, or several processes "
-                         "under torchrun")
+    if len(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}".encode()) > 255:
+        raise SystemExit(f"error: --exp-name is too long: with the env id, seed and time it makes a run "
+                         "directory name over the file system's 255 bytes; pass a shorter one")
+    needs, memory = memory_needed(args), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if not args.eval_checkpoint and sum(needs.values()) > memory / 2:
+        flags, most = max(needs.items(), key=lambda item: item[1])
+        raise SystemExit(f"error: these settings need about {sum(needs.values()) / 2**30:.0f} GiB of "
+                         f"memory, over half of this machine's {memory / 2**30:.0f} GiB, "
+                         f"{most / 2**30:.0f} GiB of it for {flags}; use smaller values, or several "
+                         "processes under torchrun")
     if args.capture_video and importlib.util.find_spec("av") is None:
         raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
                          "or drop the flag")
@@ -576,6 +623,22 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
             f"{args.total_timesteps:,} leaves no iteration to train; pass a larger --total-timesteps")
 
 
+ENV_BYTES = 2 * 2**20  # one emulator of ale_py's vector env and its frame stack (1.3 MiB on Breakout)
+
+
+def memory_needed(args: Args) -> dict:
+    """Bytes that the settings make this process allocate, by what sizes them: the rollout's uint8 frames,
+    the emulators, and the networks (weights, gradients, Adam's two moments and the checkpoint's two copies:
+    6 x 4 bytes a weight), built on the meta device, which allocates nothing, for the largest action set."""
+    with torch.device("meta"):
+        networks = (Policy(18), Features(args.feature_dim, 18), ForwardModel(args.feature_dim, 18))
+    weights = sum(p.numel() for network in networks for p in network.parameters())
+    frames, emulators = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84, args.num_envs + args.obs_norm_envs
+    return {"--num-envs x --num-steps (the rollout's frames)": frames,
+            "--num-envs and --obs-norm-envs (the emulators)": emulators * ENV_BYTES,
+            "--feature-dim (the networks)": 6 * 4 * weights}
+
+
 def load_checkpoint(path: str) -> dict:
     """A checkpoint written by this script; stops with one line if it is missing, unreadable or another's."""
     if not os.path.isfile(path):
@@ -590,10 +653,43 @@ def load_checkpoint(path: str) -> dict:
         other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; "
                          "use that script")
-    parts = {"args", "iteration", "global_step", "networks", "optimizer", "reward_rms", "ranks"}
-    if missing := ", ".join(sorted(parts - set(checkpoint))):
+    parts = {"args": dict, "iteration": int, "global_step": int, "networks": dict, "optimizer": dict,
+             "reward_rms": dict, "ranks": list}
+    if missing := ", ".join(sorted(set(parts) - set(checkpoint))):
         raise SystemExit(f"error: {path!r} lacks {missing}: not a whole checkpoint of {script}")
+    damaged = [f"its {part} is of type {type(checkpoint[part]).__name__}, not {kind.__name__}"
+               for part, kind in parts.items() if not isinstance(checkpoint[part], kind)]
+    fields = {field.name: field.type for field in dataclasses.fields(Args)}
+    settings = checkpoint["args"] if isinstance(checkpoint["args"], dict) else {}
+    damaged += [f"its settings lack {name}" for name in FIXED_BY_CHECKPOINT if name not in settings]
+    damaged += [f"its setting {name} is {value!r}" for name, value in settings.items()
+                if name in fields and not fits(value, fields[name])]
+    numbers = ("networks", "optimizer", "reward_rms", "ranks")
+    damaged += [f"its {part} hold NaN or infinite values" for part in numbers
+                if not all_finite(checkpoint[part])]
+    if damaged:
+        raise SystemExit(f"error: {path!r} is damaged: {damaged[0]}; resume or score another checkpoint, or "
+                         "start a new run")
     return checkpoint
+
+
+def fits(value, annotation) -> bool:
+    """Whether a saved setting has its field's type (int, float, bool, str or Optional[str])."""
+    kinds = {int: int, float: (int, float), bool: bool, str: str}.get(annotation, (str, type(None)))
+    return isinstance(value, kinds) and not (annotation in (int, float) and isinstance(value, bool))
+
+
+def all_finite(value) -> bool:
+    """Whether every float in a checkpoint's part (tensors, arrays, numbers, nested) is finite."""
+    if isinstance(value, dict):
+        return all(all_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return all(all_finite(v) for v in value)
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() or bool(value.isfinite().all())
+    if isinstance(value, (np.ndarray, float)):
+        return not np.issubdtype(np.asarray(value).dtype, np.floating) or bool(np.isfinite(value).all())
+    return True
 
 
 def load_weights(modules: dict, saved: dict) -> None:
@@ -620,10 +716,9 @@ def seed_everything(args: Args, rank: int, start: int) -> tuple[np.random.Genera
 
 def setup(args: Args) -> tuple[int, int, torch.device, partial]:
     """Rank, number of processes, device and autocast (bfloat16 with --bf16, else a no-op); from here
-    SIGINT and SIGTERM wait for a stop point. Under torchrun each process steps its own N envs; gradients
-    and statistics are shared, and rank 0 alone prints, logs and saves."""
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, request_stop)
+    SIGINT, SIGTERM and SIGHUP wait for a stop point. Under torchrun each process steps its own N envs;
+    gradients and statistics are shared, and rank 0 alone prints, logs and saves."""
+    catch_stop_signals(request_stop)
     rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     use_cuda = torch.cuda.is_available() and args.cuda
     device = torch.device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if use_cuda else "cpu")
@@ -634,8 +729,6 @@ def setup(args: Args) -> tuple[int, int, torch.device, partial]:
         # exception"): import it first
         importlib.import_module("torch._dynamo")  # (an import statement here would make torch a local name)
         dist.init_process_group("cpu:gloo,cuda:nccl" if use_cuda else "gloo")
-        if rank > 0:
-            sys.stdout = open(os.devnull, "w")
     if args.bf16 and device.type == "cpu" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
         print("warning: this CPU has no bfloat16 units (AVX-512 BF16 or AMX): --bf16 runs its networks "
               "several times slower than float32 here (README, Speed); drop the flag", flush=True)
@@ -652,12 +745,15 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
         dist.broadcast_object_list(names, src=0)
     run_dir = os.path.join(args.log_dir, names[0])
     if args.resume:  # the run directory is where its checkpoint lies
-        run_dir = os.path.dirname(os.path.abspath(args.resume))
+        run_dir = os.path.dirname(args.resume) or os.curdir  # as given: a path printed back works from here
     checkpoint_path = os.path.join(run_dir, "checkpoint.pt")
     if rank > 0:
         return run_dir, checkpoint_path
     try:
         os.makedirs(run_dir, exist_ok=bool(args.resume))
+        if not args.resume:  # a new run that fails while starting leaves nothing (finish() cleans later)
+            empty = lambda: os.path.isdir(run_dir) and os.listdir(run_dir) in ([], [".lock"])  # noqa: E731
+            atexit.register(lambda: empty() and shutil.rmtree(run_dir))
         lock = open(os.path.join(run_dir, ".lock"), "a")
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         lock.truncate(0)
@@ -674,32 +770,36 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
                else "pass a writable --log-dir")
         raise SystemExit(f"error: cannot write in the run directory {run_dir!r} ({err.strerror}); {fix}")
     atexit.register(lock.close)  # which keeps the lock held until the process exits
-    if not args.resume:  # a new run that fails while starting leaves nothing behind (finish() cleans later)
-        empty = lambda: os.path.isdir(run_dir) and os.listdir(run_dir) == [".lock"]  # noqa: E731
-        atexit.register(lambda: empty() and shutil.rmtree(run_dir))
     return run_dir, checkpoint_path
 
 
-# Stops: SIGINT and SIGTERM only note that a stop was asked for; the loop stops at its next stop point, so
-# that nothing (a checkpoint write, the log writer's close) is ever cut mid-way by a signal
+# Stops: SIGINT, SIGTERM and SIGHUP only note that a stop was asked for; the loop stops at its next stop
+# point, so that nothing (a checkpoint write, the log writer's close) is ever cut mid-way by a signal
 STOP = []  # the signals received
 
 
 def request_stop(signum, frame):
     STOP.append(signal.Signals(signum).name)
+    if signum == signal.SIGHUP:  # a closed terminal fails every write, even of nothing: write no more to it
+        for name in ("stdout", "stderr"):
+            try:
+                os.write(getattr(sys, name).fileno(), b"")
+            except (OSError, ValueError):
+                setattr(sys, name, open(os.devnull, "w"))
 
 
 class Stop(Exception):
-    """Raised at a stop point after SIGINT or SIGTERM: the iteration under way is dropped."""
+    """Raised at a stop point after SIGINT, SIGTERM or SIGHUP: the iteration under way is dropped."""
 
 
 def stop_point() -> None:
-    """Raises Stop if a signal asked to stop; under torchrun, in every process at the same point."""
-    asked = torch.tensor(2 if "SIGTERM" in STOP else 1 if STOP else 0)
+    """Raises Stop if a signal asked to stop; under torchrun, in every process at the same point. Of several
+    signals the one with the highest number is named: SIGTERM (a job runner's), then SIGINT, then SIGHUP."""
+    asked = torch.tensor(max((int(signal.Signals[name]) for name in STOP), default=0))
     if dist.is_initialized():
         dist.all_reduce(asked, op=dist.ReduceOp.MAX)
     if asked:
-        raise Stop(["SIGINT", "SIGTERM"][int(asked) - 1])
+        raise Stop(signal.Signals(int(asked)).name)
 
 
 def training_state(args: Args, iteration: int, global_step: int, networks: dict, optimizer, reward_rms,
@@ -813,7 +913,7 @@ def finish(snapshot: Optional[dict], checkpoint: Optional[dict], checkpoint_path
         print(f"weights identical in all {world_size} processes (checksum {sums[0]:.12g})")
         dist.destroy_process_group()
     launcher = "python" if world_size == 1 else f"torchrun --nproc_per_node {world_size}"
-    resume_command = f"{launcher} {os.path.basename(__file__)} --resume {checkpoint_path}"
+    resume_command = f"{launcher} {sys.argv[0]} --resume {checkpoint_path}"  # the script's path as invoked
     saved = (f"checkpoint {checkpoint_path} holds iteration {snapshot['iteration']} "
              f"(step {snapshot['global_step']:,})")
     if failure:
@@ -864,12 +964,17 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
 
 def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
     """--eval-checkpoint: plays the checkpoint's policy and prints the raw game score."""
-    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # Ctrl-C: nothing to save, so no traceback
     saved = checkpoint["networks"]
     policy = Policy(len(saved.get("policy", {}).get("logits.bias", [0])))  # else load_weights says why
     obs_norm = ObservationNorm(np.zeros((4, 84, 84)), 1.0)
     load_weights({"policy": policy, "obs_norm": obs_norm}, saved)
     video = args.eval_checkpoint[: -len(".pt")] + "_eval.mp4" if args.capture_video else None
+    if video:  # made before any episode is played: a folder that cannot take it stops the evaluation now
+        try:
+            open(video, "wb").close()
+        except OSError as err:
+            raise SystemExit(f"error: cannot write the video {video!r} ({err.strerror}); copy the "
+                             "checkpoint somewhere writable, or drop --capture-video")
     scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1,
                                video)
     print(f"{args.eval_episodes} episodes of {args.env_id} at step {checkpoint['global_step']:,}"

@@ -41,7 +41,7 @@ def test_a_distributed_run_resumes_only_with_as_many_processes_and_goes_on_from_
     first = torchrun(*TINY, "--seed", "4", "--total-timesteps", "256", "--log-dir", str(tmp_path))
     assert first.returncode == 0, first.stderr
     checkpoint = only_run_dir(tmp_path) / "checkpoint.pt"
-    assert f"torchrun --nproc_per_node 2 curiosity_rf.py --resume {checkpoint}" in first.stdout
+    assert f"torchrun --nproc_per_node 2 {ROOT / 'curiosity_rf.py'} --resume {checkpoint}" in first.stdout
     alone = run_script("curiosity_rf", "--resume", str(checkpoint), "--total-timesteps", "512")
     assert alone.returncode != 0 and "Traceback" not in alone.stderr
     assert "holds 2 processes' envs, not 1; resume it with torchrun --nproc_per_node 2" in alone.stderr
@@ -64,3 +64,12 @@ def test_every_script_trains_under_torchrun(script, tmp_path):
     assert "weights identical in all 2 processes" in result.stdout and result.stdout.count("iter 1/1") == 1
     saved = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
     assert len(saved["ranks"]) == 2 and saved["global_step"] == 128
+
+
+@pytest.mark.parametrize("flags", [["--num-envs", "0"], ["--no-such-flag"]])
+def test_a_bad_flag_under_torchrun_is_told_once(flags, tmp_path):
+    result = torchrun(*flags, "--log-dir", str(tmp_path))
+    assert result.returncode != 0
+    said = "error: --num-envs must be between 1" if flags[0] == "--num-envs" else "--no-such-flag"
+    assert result.stderr.count(said) == 1, result.stderr  # by rank 0; rank 1 exits as it does, silently
+    assert list(tmp_path.iterdir()) == []

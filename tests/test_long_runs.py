@@ -176,10 +176,16 @@ def test_resume_can_change_what_does_not_fix_the_envs_or_networks(rf_run, tmp_pa
 
 
 # ---------------------------------------------------------------- signals and NaN
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def hup_not_ignored():
+    """SIGHUP as a terminal's process gets it, even where the test runner ignores it (nohup)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_on_a_real_run_leaves_a_checkpoint_and_says_how_to_resume(sig, tmp_path):
     cmd = [sys.executable, str(ROOT / "curiosity_rf.py"), *TINY[:-1], "1000000", "--log-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=hup_not_ignored)
     for line in proc.stdout:  # iteration 3's snapshot or iteration 4 is under way when the signal arrives
         if line.startswith("iter 3/"):  # (at "iter 2/", a loaded machine may still be copying iteration 2's state)
             break
@@ -187,16 +193,18 @@ def test_a_signal_on_a_real_run_leaves_a_checkpoint_and_says_how_to_resume(sig, 
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig, err
-    assert f"{sig.name}: stopping" in out and "continue with: python curiosity_rf.py --resume" in out
+    assert f"{sig.name}: stopping" in out  # the resume command names the script as it was invoked
+    assert f"continue with: python {ROOT / 'curiosity_rf.py'} --resume {checkpoint_of(tmp_path)}" in out
     saved = torch.load(checkpoint_of(tmp_path), weights_only=False)
     assert saved["iteration"] >= 2 and saved["global_step"] == 64 * saved["iteration"]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_before_the_first_iteration_stops_with_one_line_and_no_run_directory(sig, tmp_path):
     cmd = [sys.executable, str(ROOT / "curiosity_rf.py"), *TINY, "--obs-norm-steps", "10000000",
            "--log-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            preexec_fn=hup_not_ignored)
     for line in proc.stdout:
         if line.startswith("estimating observation statistics"):  # 10^7 random steps: minutes of warm-up
             break
@@ -253,6 +261,64 @@ def test_training_records_a_video_at_each_checkpoint_without_changing_the_run(tm
     with_video, plain = read_scalars(tmp_path / "video"), read_scalars(tmp_path / "plain")
     for tag in ("losses/policy_loss", "losses/dynamics_loss", "charts/intrinsic_reward_mean"):
         assert with_video[tag] == plain[tag], tag  # the video's episode draws from its own random stream
+
+
+def test_a_closed_terminal_stops_the_run_like_sigterm_and_loses_nothing(tmp_path):
+    """The terminal the run prints to closes (an ssh session drops) and SIGHUP follows, at iteration 3's
+    log line: from then on every write to the terminal fails, and the run still saves and exits 129."""
+    code = f"""
+import os, signal, sys
+sys.path.insert(0, {str(ROOT / 'benchmarks')!r})
+from common import load_script
+rf = load_script("curiosity_rf")
+log_iteration = rf.log_iteration
+
+
+def hang_up_at_3(*a, **k):
+    log_iteration(*a, **k)
+    if a[3][1] == 3:
+        terminal, tty = os.openpty()
+        os.dup2(tty, 1), os.dup2(tty, 2)  # the run prints to a terminal...
+        os.close(terminal)  # ...which closes: a write to it fails from now on
+        try:
+            os.write(tty, b"x")
+            raise SystemExit("the terminal did not close")
+        except OSError:
+            os.kill(os.getpid(), signal.SIGHUP)
+
+
+rf.log_iteration = hang_up_at_3
+sys.argv = {["curiosity_rf.py", *TINY[:-1], "100000", "--log-dir", str(tmp_path)]!r}
+rf.main()
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                            preexec_fn=hup_not_ignored)
+    assert result.returncode == 129, result.stderr
+    assert "iter 3/" in result.stdout and "Traceback" not in result.stderr
+    assert torch.load(checkpoint_of(tmp_path), weights_only=False)["iteration"] == 3
+
+
+@pytest.mark.parametrize("point", ["import ale_py", "tyro.cli", "torch.load"])
+def test_ctrl_c_while_starting_exits_130_without_a_traceback(rf_run, point):
+    """SIGINT in the first seconds: while torch and the rest are imported, while the flags are parsed,
+    while a checkpoint loads."""
+    code = f"""
+import builtins, os, runpy, signal, sys
+import torch, tyro
+interrupt = lambda: os.kill(os.getpid(), signal.SIGINT)
+if {point!r} == "import ale_py":
+    real_import = builtins.__import__
+    builtins.__import__ = lambda name, *a, **k: (name == "ale_py" and interrupt(), real_import(name, *a, **k))[1]
+else:
+    module, name = {point!r}.split(".")
+    real = getattr(globals()[module], name)
+    setattr(globals()[module], name, lambda *a, **k: (interrupt(), real(*a, **k))[1])
+sys.argv = [{str(ROOT / "curiosity_rf.py")!r}, "--resume", {str(rf_run)!r}, "--total-timesteps", "256"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 130 and result.stderr == "", result.stderr
+    assert torch.load(rf_run, weights_only=False)["iteration"] == 2  # untouched
 
 
 def test_ctrl_c_during_eval_exits_130_without_a_traceback(rf_run):
@@ -312,16 +378,27 @@ def test_resume_restores_the_gpu_random_stream_on_a_gpu_only(rf, monkeypatch):
     assert len(calls) == 1
 
 
-def test_a_signal_only_notes_the_stop_and_the_next_stop_point_raises_it(rf):
-    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+def test_a_signal_only_notes_the_stop_and_the_next_stop_point_raises_it(rf, monkeypatch):
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # restored after the test, should SIGHUP replace it
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)  # as in a terminal (not under nohup)
         rf.setup(rf.Args(cuda=False))  # installs the one handler
         rf.stop_point()  # no signal yet: goes on
+        os.kill(os.getpid(), signal.SIGHUP)
+        with pytest.raises(rf.Stop, match="SIGHUP"):
+            rf.stop_point()
         os.kill(os.getpid(), signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGINT)  # a second signal adds nothing, and raises nothing here
-        assert rf.STOP == ["SIGTERM", "SIGINT"]
+        os.kill(os.getpid(), signal.SIGINT)  # a further signal adds nothing, and raises nothing here
+        assert rf.STOP == ["SIGHUP", "SIGTERM", "SIGINT"]
         with pytest.raises(rf.Stop, match="SIGTERM"):  # SIGTERM wins: a job runner's stop
             rf.stop_point()
+        rf.STOP.clear()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # under nohup
+        rf.setup(rf.Args(cuda=False))
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN  # a closed terminal does not stop the run
+        assert signal.getsignal(signal.SIGINT) == rf.request_stop
     finally:
         rf.STOP.clear()
         for sig, handler in handlers.items():
@@ -425,6 +502,7 @@ def test_a_log_dir_on_a_full_disk_stops_with_one_line_before_any_work(tmpfs):
     result = run_script("curiosity_rf", *TINY, "--log-dir", str(disk / "runs"))
     assert_one_line_error(result, "cannot write in the run directory", "No space left on device")
     assert "estimating" not in result.stdout
+    assert list((disk / "runs").iterdir()) == []  # the new run's directory is removed
 
 
 def test_a_checkpoint_write_on_a_full_disk_says_no_space_and_keeps_the_previous(rf_run, tmpfs):
@@ -465,6 +543,60 @@ def test_a_checkpoint_missing_a_weight_stops_with_one_line(rf_run, tmp_path, fla
     torch.save(saved, damaged := tmp_path / "checkpoint.pt")
     result = run_script("curiosity_rf", flag, str(damaged), "--total-timesteps", "256", "--eval-episodes", "1")
     assert_one_line_error(result, "the checkpoint's policy does not fit this script", "logits.weight")
+
+
+def set_nan(saved):
+    saved["networks"]["policy"]["logits.weight"][0, 0] = float("nan")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda saved: saved.update(args=["not", "a", "dict"]), "its args is of type list, not dict"),
+    (lambda saved: saved["args"].update(num_envs="4"), "its setting num_envs is '4'"),
+    (lambda saved: saved["args"].update(ent_coef=True), "its setting ent_coef is True"),
+    (lambda saved: saved["args"].pop("num_envs"), "its settings lack num_envs"),
+    (lambda saved: saved.update(iteration="2"), "its iteration is of type str, not int"),
+    (set_nan, "its networks hold NaN or infinite values"),
+    (lambda saved: saved["reward_rms"].update(var=float("inf")), "its reward_rms hold NaN or infinite values"),
+])
+@pytest.mark.parametrize("flag", ["--resume", "--eval-checkpoint"])
+def test_a_damaged_checkpoint_stops_with_one_line_before_any_work(rf_run, tmp_path, damage, message, flag):
+    saved = torch.load(rf_run, weights_only=False)
+    damage(saved)
+    torch.save(saved, damaged := tmp_path / "checkpoint.pt")
+    result = run_script("curiosity_rf", flag, str(damaged), "--total-timesteps", "256", "--eval-episodes", "1")
+    assert_one_line_error(result, f"{str(damaged)!r} is damaged: {message}", "start a new run")
+    assert result.stdout == ""
+
+
+def test_a_checkpoint_without_a_setting_that_fixes_nothing_says_which_default_it_takes(rf_run, tmp_path):
+    saved = torch.load(rf_run, weights_only=False)
+    del saved["args"]["ent_coef"], saved["args"]["save_every"]
+    torch.save(saved, copy := tmp_path / "checkpoint.pt")
+    result = run_script("curiosity_rf", "--resume", str(copy), "--total-timesteps", "192")
+    assert result.returncode == 0, result.stderr
+    assert ("note: the checkpoint does not record --ent-coef, --save-every: the defaults or the flags given "
+            "now are used") in result.stdout
+    assert torch.load(copy, weights_only=False)["args"]["ent_coef"] == 0.001  # the default, now recorded
+
+
+def test_evaluation_with_video_into_a_read_only_folder_stops_before_playing(rf_run, tmpfs):
+    disk = tmpfs("100m")
+    (disk / "run").mkdir()
+    (disk / "run" / "checkpoint.pt").write_bytes(rf_run.read_bytes())
+    remounted = subprocess.run(["mount", "-o", "remount,ro", str(disk)], capture_output=True, text=True)
+    assert remounted.returncode == 0, remounted.stderr
+    result = run_script("curiosity_rf", "--eval-checkpoint", str(disk / "run" / "checkpoint.pt"),
+                        "--capture-video", "--eval-episodes", "1")
+    assert_one_line_error(result, "cannot write the video", "Read-only file system", "drop --capture-video")
+    assert "episodes of" not in result.stdout
+
+
+def test_evaluation_ignores_rules_of_training(rf_run):
+    """--num-minibatches must divide --num-envs in training; evaluation makes no minibatches."""
+    result = run_script("curiosity_rf", "--eval-checkpoint", str(rf_run), "--num-minibatches", "3",
+                        "--eval-episodes", "1")
+    assert result.returncode == 0, result.stderr
+    assert "1 episodes of BreakoutNoFrameskip-v4" in result.stdout
 
 
 def test_a_resume_from_a_read_only_directory_says_to_copy_the_run(rf_run, tmpfs):

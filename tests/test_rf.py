@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY, read_scalars, reference_frame_stack, run_script
+from conftest import TINY, load_script, read_scalars, reference_frame_stack, run_script
 
 SPEC_TAGS = {
     "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/frames",
@@ -247,7 +247,8 @@ def test_env_id_maps_to_rom_and_sticky_actions(rf, env_id, rom, sticky):
     assert rf.ale_game(env_id) == (rom, sticky)
 
 
-@pytest.mark.parametrize("env_id", ["Breakout-v4", "BreakoutNoFrameskip-v5", "CartPole-v1", "ALE/NotAGame-v5", ""])
+@pytest.mark.parametrize("env_id", ["Breakout-v4", "BreakoutNoFrameskip-v5", "CartPole-v1", "ALE/NotAGame-v5", "",
+                                    "breakoutNoFrameskip-v4", "ALE/breakout-v5", "SpaceinvadersNoFrameskip-v4"])
 def test_bad_env_id_stops_with_a_hint(rf, env_id):
     with pytest.raises(SystemExit, match="BreakoutNoFrameskip-v4"):
         rf.ale_game(env_id)
@@ -356,13 +357,53 @@ def test_episode_stats_use_raw_rewards(rf):
     ({"clip_coef": -0.1}, "--clip-coef must be positive and finite"),
     ({"exp_name": "../.."}, "--exp-name '../..' names a folder in --log-dir"),
     ({"resume": "a.pt", "eval_checkpoint": "b.pt"}, "not both"),
-    ({"num_envs": 100_000, "num_minibatches": 1}, r"need \d+ GiB for the rollout's frames alone"),
+    ({"num_envs": 100_000, "num_minibatches": 1},
+     r"need about \d+ GiB of memory, .* for --num-envs x --num-steps \(the rollout's frames\)"),
+    ({"obs_norm_envs": 100_000, "obs_norm_steps": 10**6}, r"for --num-envs and --obs-norm-envs \(the emulators\)"),
+    ({"obs_norm_envs": 2**31 - 1}, "--obs-norm-envs 2147483647 is more than --obs-norm-steps 10000"),
+    ({"int_coef": 0.0}, "--int-coef 0 and --ext-coef 0 leave a reward of zero to train on"),
+    ({"exp_name": "x" * 250}, "--exp-name is too long"),
 ])
 def test_impossible_args_stop_with_one_line(rf, overrides, message):
     args = rf.Args(**overrides)
     with pytest.raises(SystemExit, match=message) as err:
         rf.check_args(args)
     assert "\n" not in str(err.value.code)
+
+
+def test_every_atari_id_of_gymnasium_is_accepted_as_it_spells_it(rf):
+    import ale_py
+    import gymnasium as gym
+
+    gym.register_envs(ale_py)
+    ids = [i for i in gym.registry if i.endswith("NoFrameskip-v4") or (i.startswith("ALE/") and i.endswith("-v5"))]
+    assert len(ids) > 100
+    for env_id in ids:
+        assert rf.ale_game(env_id)[0] == gym.spec(env_id).kwargs["game"]
+
+
+def test_a_budget_of_part_of_an_iteration_says_where_training_stops(rf, capsys):
+    rf.check_args(rf.Args(num_envs=4, num_minibatches=2, num_steps=32, total_timesteps=300))
+    assert capsys.readouterr().out == ("note: --total-timesteps 300 is not a whole number of iterations of 128 "
+                                       "steps: training stops at 256\n")
+    rf.check_args(rf.Args(num_envs=4, num_minibatches=2, num_steps=32, total_timesteps=256))
+    assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("name", ["curiosity_rf", "curiosity_idf", "curiosity_vae", "curiosity_pixels",
+                                  "curiosity_extrinsic_mix"])
+def test_the_memory_estimate_builds_every_network_without_allocating_it(name, monkeypatch):
+    script = load_script(name)
+    needs = script.memory_needed(script.Args())
+    assert needs["--num-envs x --num-steps (the rollout's frames)"] == 129 * 128 * 4 * 84 * 84
+    assert needs["--num-envs and --obs-norm-envs (the emulators)"] == (128 + 8) * script.ENV_BYTES
+    networks = (script.Policy(18), script.Features(512, 18), script.ForwardModel(512, 18))
+    assert needs["--feature-dim (the networks)"] == 24 * sum(p.numel() for n in networks for p in n.parameters())
+    huge = script.memory_needed(script.Args(feature_dim=2**16))["--feature-dim (the networks)"]  # on meta: free
+    assert huge > 20 * needs["--feature-dim (the networks)"]
+    monkeypatch.setattr(script.os, "sysconf", lambda name: 2**20 if name == "SC_PHYS_PAGES" else 4096)  # 4 GiB
+    with pytest.raises(SystemExit, match=r"GiB of it for --feature-dim \(the networks\)"):
+        script.check_args(script.Args(num_envs=8, num_minibatches=2, feature_dim=2**16))
 
 
 def test_a_budget_below_one_iteration_of_all_processes_stops(rf, monkeypatch):
