@@ -203,7 +203,10 @@ def plot(runs: dict, random_agent: dict, paper_curves: dict):
             frames, scores = paper_curves[(game_of(env), method(script))]
             shown = frames <= 1.05 * end  # the paper's points within the frames we ran: a CPU run shows none
             if shown.any():
-                ax.plot(frames[shown] / 1e6, scores[shown], "o", color=line.get_color(), label=f"paper: {name}")
+                label = f"paper: {name.split('__')[0]}"  # the paper's method, without our run's tag
+                shown_before = any(h.get_label() == label for h in ax.get_lines())
+                ax.plot(frames[shown] / 1e6, scores[shown], "o", color=line.get_color(),
+                        label="_" + label if shown_before else label)
             at_budget = paper_at((frames, scores), x[-1], random_score)
             if at_budget is not None:
                 first = not any(h.get_label() == "paper at our budget" for h in ax.get_lines())

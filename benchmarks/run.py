@@ -119,7 +119,8 @@ def command(run: dict, out: Path) -> list[str]:
             *run["extra"]]
 
 
-STOPPING = threading.Event()  # set once a run stops on SIGINT or SIGTERM: no further run starts
+STOPPED = (129, 130, 143)  # a run's exit after it saved and stopped on SIGHUP, SIGINT or SIGTERM
+STOPPING = threading.Event()  # set once a run stops so: no further run starts
 
 
 def execute(run: dict, out: Path) -> Optional[dict]:
@@ -143,7 +144,7 @@ def execute(run: dict, out: Path) -> Optional[dict]:
         log.flush()
         process = subprocess.run([sys.executable, *cmd[1:]], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     returncode = process.returncode
-    if returncode in (130, 143):  # the run saved and stopped on SIGINT or SIGTERM (a terminal's Ctrl-C
+    if returncode in STOPPED:  # the run saved and stopped on a signal (a terminal's Ctrl-C
         STOPPING.set()  # reaches the runner too, but a runner started in the background ignores SIGINT)
     earlier = json.loads(status_path.read_text())["seconds"] if checkpoints and status_path.exists() else 0.0
     status = dict(key=key, returncode=returncode, seconds=round(earlier + time.time() - start, 1),
@@ -200,7 +201,7 @@ def main():
     runs = [r for r in grid(**spec) if not args.only or any(part in run_key(r) for part in args.only)]
     todo = [r for r in runs if not finished(out, r)]
     print(f"{len(runs)} runs in {out}: {len(runs) - len(todo)} already finished, {len(todo)} to run", flush=True)
-    start, done_frames, total_frames = time.time(), 0, sum(r["frames"] for r in todo)
+    done_seconds, done_frames, total_frames = 0.0, 0, sum(r["frames"] for r in todo)
     failures = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(execute, r, out) for r in todo]
@@ -209,8 +210,13 @@ def main():
                 status = future.result()
                 if status is None:  # never started: a stop came first
                     continue
-                done_frames += status["frames"]
-                eta = (time.time() - start) / done_frames * (total_frames - done_frames)
+                if status["returncode"] in STOPPED:
+                    print(f"[{i}/{len(todo)}] {status['key']} stopped (exit {status['returncode']}) after "
+                          f"{status['seconds'] / 60:.1f} min in all; it saved its last finished iteration", flush=True)
+                    continue
+                # the ETA from the runs' own wall time (every segment of a resumed run), not this sitting's
+                done_seconds, done_frames = done_seconds + status["seconds"], done_frames + status["frames"]
+                eta = done_seconds / done_frames * (total_frames - done_frames) / workers
                 outcome = "ok" if status["returncode"] == 0 else f"FAILED (exit {status['returncode']})"
                 if status["returncode"] != 0:
                     failures.append(status)

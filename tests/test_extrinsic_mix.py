@@ -141,12 +141,11 @@ def test_room_envs_are_seeded_sticky_for_v5_ids_and_the_same_in_subprocesses(mix
     envs = mix.make_room_envs("ALE/MontezumaRevenge-v5", 2, 4500)
     assert envs.envs[0].unwrapped.ale.getFloat("repeat_action_probability") == pytest.approx(0.25)
     envs.close()
-    envs = mix.make_room_envs("montezumarevengeNoFrameskip-v4", 2, 4500)  # the case of the id does not matter
+    envs = mix.make_room_envs(MONTEZUMA, 2, 4500)
     assert envs.envs[0].unwrapped.ale.getFloat("repeat_action_probability") == 0.0
-    canonical = mix.make_room_envs(MONTEZUMA, 2, 4500)
-    np.testing.assert_array_equal(envs.reset(seed=5)[0], canonical.reset(seed=5)[0])
-    canonical.close()
     envs.close()
+    with pytest.raises(SystemExit, match="names no Atari game"):  # ids as gymnasium spells them, case included
+        mix.make_room_envs("montezumarevengeNoFrameskip-v4", 2, 4500)
     runs = []
     for asynchronous in (False, True):
         envs = mix.make_room_envs(MONTEZUMA, 2, 4500, asynchronous=asynchronous)
