@@ -291,13 +291,14 @@ class BallReturns:
         self.x, self.direction, self.returns = None, 0, 0
 
     def update(self, info: dict) -> float:
-        dx = 0 if self.x is None else int(info["ball_x"]) - self.x  # the ball moves 1 pixel a frame
-        self.x = int(info["ball_x"])
+        dx = 0 if self.x is None else info["ball_x"] - self.x  # in play the ball moves 1 pixel a frame
+        self.x = info["ball_x"]
         if abs(dx) > 8:
             self.direction = 0
         elif dx:
-            self.returns += self.direction == -np.sign(dx)
-            self.direction = np.sign(dx)
+            direction = 1 if dx > 0 else -1
+            self.returns += self.direction == -direction
+            self.direction = direction
         return 0.0
 
     def info(self) -> dict:
