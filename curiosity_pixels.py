@@ -47,6 +47,7 @@ if __name__ == "__main__":
 import ale_py
 import gymnasium as gym
 import numpy as np
+import PIL.Image
 import torch
 import torch.distributed as dist
 import torch.nn as nn
@@ -79,11 +80,13 @@ class Args:
 
     # Env
     env_id: str = "BreakoutNoFrameskip-v4"
-    """`XxxNoFrameskip-v4` (no sticky actions, the paper's setting) or `ALE/Xxx-v5` (sticky actions 0.25)"""
+    """`XxxNoFrameskip-v4` (no sticky actions, the paper's setting) or `ALE/Xxx-v5` (sticky actions 0.25);
+    or, through stable-retro, `SuperMarioBros-Nes-v0` (level 1-1, your own ROM) or `Pong-Atari2600-v0`
+    (the paper's two-player Pong: one policy plays both paddles, the game's reward removed)"""
     num_envs: int = 128
     """parallel environments N"""
     max_episode_steps: int = 4500
-    """episode cap in agent steps (18,000 frames)"""
+    """episode cap in agent steps (18,000 frames) on Atari; the retro worlds have none, as in the reference"""
     obs_norm_steps: int = 10_000
     """random-agent steps, summed over envs, that estimate the observation mean and std"""
     obs_norm_envs: int = 8
@@ -194,7 +197,11 @@ class FrameStack:
 
 
 def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> FrameStack:
-    """ALE's C++ vector env with the reference preprocessing (spec section 3), stacked by FrameStack."""
+    """ALE's C++ vector env with the reference preprocessing (spec section 3), or for a retro world one
+    process an env (stable-retro runs one emulator a process); stacked by FrameStack."""
+    if env_id in RETRO_WORLDS:  # same-step autoreset too; the ended episode's info goes in "final_info"
+        return FrameStack(gym.vector.AsyncVectorEnv([partial(RetroWorld, env_id)] * num_envs,
+                                                     autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
     game, sticky = ale_game(env_id)
     return FrameStack(ale_py.AtariVectorEnv(
         game, num_envs, frameskip=4, maxpool=True, grayscale=True, img_height=84, img_width=84,
@@ -207,16 +214,151 @@ def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> FrameStack:
     ))
 
 
+# The paper's stable-retro worlds, by id: the players the policy controls. As the reference's wrappers.py
+# builds them (make_mario_env, make_multi_pong), from stable-retro's default states: level 1-1 and "Start.2P"
+RETRO_WORLDS = {"SuperMarioBros-Nes-v0": 1, "Pong-Atari2600-v0": 2}
+
+
+def check_retro_world(env_id: str) -> None:
+    """Stops with one line without stable-retro or the game's ROM; Pong's ROM it imports from ale-py's."""
+    try:
+        import stable_retro
+    except ImportError:
+        raise SystemExit(f"error: --env-id {env_id} runs on stable-retro, which is not installed: "
+                         "pip install stable-retro")
+    with contextlib.suppress(FileNotFoundError):
+        stable_retro.data.get_romfile_path(env_id)
+        return
+    if env_id != "Pong-Atari2600-v0":
+        raise SystemExit(f"error: stable-retro has no ROM for {env_id}: Nintendo's ROM ships in no package; "
+                         "import your copy with python -m stable_retro.import FOLDER_WITH_IT")
+    source = ale_py.roms.get_rom_path("pong")  # the ROM stable-retro knows: its hash is in rom.sha
+    rom = os.path.join(os.path.dirname(stable_retro.data.get_file_path(env_id, "rom.sha")), "rom.a26")
+    try:  # written whole, then renamed: a torchrun process beside this one never reads half a ROM
+        shutil.copyfile(source, f"{rom}.{os.getpid()}")
+        os.replace(f"{rom}.{os.getpid()}", rom)
+    except OSError as err:
+        raise SystemExit(f"error: cannot import Pong's ROM into stable-retro ({err.strerror}); run python -m "
+                         "stable_retro.import on ale-py's roms folder as a user who can write there")
+    print(f"imported Pong's ROM into stable-retro from ale-py's {os.path.basename(source)}", flush=True)
+
+
+def retro_actions(buttons: list, players: int) -> list[tuple]:
+    """The reference's action tables, as tuples of the buttons pressed (indices into the emulator's mask).
+    NES (LimitedDiscreteActions): no-op, up, down, left, right; B, A, B+A; left or right with each of
+    those three: 14. Atari 2600 (RetroALEActions): per player no-op, fire, up, down, left, right, and
+    every combination of the players' (player 1's choice major): 6 x 6 = 36 for two players."""
+    index = {name: i for i, name in enumerate(buttons) if name}
+    if "A" in index:
+        arrows = [(), *((index[name],) for name in ("UP", "DOWN", "LEFT", "RIGHT"))]
+        jumps = [(index["B"],), (index["A"],), (index["B"], index["A"])]
+        return arrows + jumps + [arrow + jump for arrow in arrows[-2:] for jump in jumps]
+    one = [(), *((index[name],) for name in ("BUTTON", "UP", "DOWN", "LEFT", "RIGHT"))]
+    table = [()]
+    for player in range(players):
+        table = [taken + tuple(i + player * len(buttons) for i in b) for taken in table for b in one]
+    return table
+
+
+class MarioProgress:
+    """The reference's MarioXReward, per frame: the reward is how far right of his furthest x in this level
+    Mario got (x = xscrollHi * 256 + xscrollLo), 0 on a frame that changes the level. The episode's sum is
+    its x distance (the paper's Mario "return"); the levels it visited are counted, 1-1 included."""
+
+    def __init__(self):
+        self.level, self.max_x, self.x_distance, self.levels = (0, 0), 0, 0, {(0, 0)}
+
+    def update(self, info: dict) -> float:
+        level, x = (info["levelLo"], info["levelHi"]), info["xscrollHi"] * 256 + info["xscrollLo"]
+        if level != self.level:
+            self.level, self.max_x = level, 0
+            self.levels.add(level)
+            return 0.0
+        progress = max(x - self.max_x, 0)
+        self.max_x += progress
+        self.x_distance += progress
+        return float(progress)
+
+    def info(self) -> dict:
+        return {"x_distance": self.x_distance, "levels": len(self.levels)}
+
+
+class BallReturns:
+    """Two-player Pong's rallies, per frame: a return is the ball's horizontal direction reversing (it does
+    so only at a paddle); a serve, the ball reappearing mid-court 75 pixels away, starts a new point. The
+    reward is none: the reference removes the game's (NoReward)."""
+
+    def __init__(self):
+        self.x, self.direction, self.returns = None, 0, 0
+
+    def update(self, info: dict) -> float:
+        dx = 0 if self.x is None else info["ball_x"] - self.x  # in play the ball moves 1 pixel a frame
+        self.x = info["ball_x"]
+        if abs(dx) > 8:
+            self.direction = 0
+        elif dx:
+            direction = 1 if dx > 0 else -1
+            self.returns += self.direction == -direction
+            self.direction = direction
+        return 0.0
+
+    def info(self) -> dict:
+        return {"ball_returns": self.returns}
+
+
+EPISODE_METRICS = ("x_distance", "levels", "ball_returns")  # the counters' info, logged per episode
+
+
+class RetroWorld(gym.Wrapper):
+    """One env of a retro world as the reference makes it: its discrete actions (retro_actions), each held
+    for 4 frames with the rewards summed (FrameSkip: no max over frames), the frame in grey resized to
+    84x84 by PIL's bilinear filter (ProcessFrame84; Mario's to 84x110, then rows 18-101 kept), the reward
+    and episode counters of MarioProgress or BallReturns in `info`; no episode limit."""
+
+    def __init__(self, env_id: str):
+        import stable_retro
+
+        super().__init__(stable_retro.make(env_id, players=RETRO_WORLDS[env_id], render_mode=None))
+        self.actions = retro_actions(self.unwrapped.buttons, RETRO_WORLDS[env_id])
+        self.action_space = gym.spaces.Discrete(len(self.actions))
+        self.observation_space = gym.spaces.Box(0, 255, (1, 84, 84), np.uint8)
+        self.mario = env_id.startswith("SuperMarioBros")
+
+    def frame(self, rgb: np.ndarray) -> np.ndarray:
+        rgb = rgb.astype(np.float32)
+        grey = PIL.Image.fromarray(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
+        frame = np.array(grey.resize((84, 110 if self.mario else 84), PIL.Image.BILINEAR), np.uint8)
+        return (frame[18:102] if self.mario else frame)[None]
+
+    def reset(self, *, seed=None, options=None):
+        rgb, _ = self.env.reset(seed=None if seed is None else int(seed))  # (a numpy int is refused)
+        self.counter = MarioProgress() if self.mario else BallReturns()
+        return self.frame(rgb), self.counter.info()
+
+    def step(self, action):
+        buttons = np.zeros(self.env.action_space.n, np.int8)
+        buttons[list(self.actions[action])] = 1
+        reward = 0.0
+        for _ in range(4):
+            rgb, _, terminated, truncated, info = self.env.step(buttons)
+            reward += self.counter.update(info)
+            if terminated or truncated:
+                break
+        return self.frame(rgb), reward, terminated, truncated, self.counter.info()
+
+
 class EpisodeStats:
-    """Raw game score and length of every episode, counted here from unclipped rewards."""
+    """Raw game score and length of every episode, counted here from unclipped rewards, and a retro world's
+    counters (EPISODE_METRICS) at each episode's end."""
 
     def __init__(self, num_envs: int):
         self.returns = np.zeros(num_envs)
         self.lengths = np.zeros(num_envs, dtype=np.int64)
         self.recent_returns = deque(maxlen=100)
         self.finished_returns, self.finished_lengths = [], []  # the episodes ended since the last log()
+        self.finished_metrics = {}
 
-    def update(self, rewards, terminated, truncated):
+    def update(self, rewards, terminated, truncated, info: Optional[dict] = None):
         """Adds one step of every env; returns the (returns, lengths) of the episodes that just ended."""
         returns, lengths = self.returns, self.lengths
         returns += rewards
@@ -226,23 +368,30 @@ class EpisodeStats:
         self.recent_returns.extend(finished[0])
         self.finished_returns.extend(finished[0])
         self.finished_lengths.extend(finished[1])
+        for name in EPISODE_METRICS if info and "final_info" in info else ():  # (same-step autoreset)
+            if name in info["final_info"]:
+                self.finished_metrics.setdefault(name, []).extend(info["final_info"][name][done].tolist())
         returns[done] = 0
         lengths[done] = 0
         return finished
 
     def log(self) -> dict:
-        """Mean score and length of the episodes ended since the last call, in every torchrun process."""
-        returns, lengths = self.finished_returns, self.finished_lengths
-        self.finished_returns, self.finished_lengths = [], []
-        gathered, rank = all_gather((returns, lengths))  # every process's, in rank order; [ours] alone
+        """Mean score, length and counters of the episodes ended since the last call, in every torchrun
+        process."""
+        returns, lengths, metrics = self.finished_returns, self.finished_lengths, self.finished_metrics
+        self.finished_returns, self.finished_lengths, self.finished_metrics = [], [], {}
+        gathered, rank = all_gather((returns, lengths, metrics))  # every process's, in rank order
         # so that "return(last 100)" covers every process
-        self.recent_returns.extend(r for i, (rs, _) in enumerate(gathered) if i != rank for r in rs)
-        returns = [r for rank_returns, _ in gathered for r in rank_returns]
-        lengths = [n for _, rank_lengths in gathered for n in rank_lengths]
+        self.recent_returns.extend(r for i, (rs, _, _) in enumerate(gathered) if i != rank for r in rs)
+        returns = [r for rank_returns, _, _ in gathered for r in rank_returns]
+        lengths = [n for _, rank_lengths, _ in gathered for n in rank_lengths]
         if not returns:
             return {}
+        counters = {name: [v for *_, rank_metrics in gathered for v in rank_metrics.get(name, [])]
+                    for name in EPISODE_METRICS}
         return {"charts/episodic_return": float(np.mean(returns)),
-                "charts/episodic_length": float(np.mean(lengths))}
+                "charts/episodic_length": float(np.mean(lengths)),
+                **{f"charts/{name}": float(np.mean(values)) for name, values in counters.items() if values}}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -637,7 +786,7 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
     if args.capture_video and importlib.util.find_spec("av") is None:
         raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
                          "or drop the flag")
-    ale_game(args.env_id)
+    check_retro_world(args.env_id) if args.env_id in RETRO_WORLDS else ale_game(args.env_id)
     if checkpoint is None:
         return
     for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
@@ -662,18 +811,21 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
 
 
 ENV_BYTES = 2 * 2**20  # one emulator of ale_py's vector env and its frame stack (1.3 MiB on Breakout)
+RETRO_ENV_BYTES = 48 * 2**20  # one stable-retro env, a process of its own (41 MiB resident on Pong)
 
 
 def memory_needed(args: Args) -> dict:
     """Bytes that the settings make this process allocate, by what sizes them: the rollout's uint8 frames,
     the emulators, and the networks (weights, gradients, Adam's two moments and the checkpoint's two copies:
-    6 x 4 bytes a weight), built on the meta device, which allocates nothing, for the largest action set."""
+    6 x 4 bytes a weight), built on the meta device, which allocates nothing, for the largest action set
+    (two-player Pong's 36)."""
     with torch.device("meta"):
-        networks = (Policy(18), Features(args.feature_dim, 18), ForwardModel(args.feature_dim, 18))
+        networks = (Policy(36), Features(args.feature_dim, 36), ForwardModel(args.feature_dim, 36))
     weights = sum(p.numel() for network in networks for p in network.parameters())
     frames, emulators = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84, args.num_envs + args.obs_norm_envs
     return {"--num-envs x --num-steps (the rollout's frames)": frames,
-            "--num-envs and --obs-norm-envs (the emulators)": emulators * ENV_BYTES,
+            "--num-envs and --obs-norm-envs (the emulators)":
+                emulators * (RETRO_ENV_BYTES if args.env_id in RETRO_WORLDS else ENV_BYTES),
             "--feature-dim (the networks)": 6 * 4 * weights}
 
 
@@ -859,8 +1011,8 @@ def restore(checkpoint: Optional[dict], rank: int, args: Args, networks: dict, o
             reward_rms: RunningMeanStd, reward_filter: RewardForwardFilter, episodes: EpisodeStats, rng,
             device) -> tuple[int, dict]:
     """Puts the checkpoint's state into the new run's objects: everything that decides what comes next
-    except the envs (ALE cannot save them). Returns its global step and this process's part (0 and {}
-    without a checkpoint)."""
+    except the envs (neither ALE nor stable-retro can save them exactly). Returns its global step and this
+    process's part (0 and {} without a checkpoint)."""
     if checkpoint is None:
         return 0, {}
     print(f"resuming after iteration {checkpoint['iteration']} (step {checkpoint['global_step']:,}): "
@@ -1205,8 +1357,8 @@ def main():
                     actions[t] = pi.sample()
                     logprobs[t] = pi.log_prob(actions[t])
                 timer.lap("inference")
-                next_obs_np, reward, terminated, truncated, _ = envs.step(actions[t].cpu().numpy())
-                episodes.update(reward, terminated, truncated)
+                next_obs_np, reward, terminated, truncated, info = envs.step(actions[t].cpu().numpy())
+                episodes.update(reward, terminated, truncated, info)
                 ext_rewards[t], dones[t] = torch.from_numpy(reward), torch.from_numpy(terminated | truncated)
                 next_obs = torch.from_numpy(next_obs_np).to(device)
                 timer.lap("env")

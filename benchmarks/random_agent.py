@@ -4,7 +4,8 @@
     python benchmarks/random_agent.py --env-ids PongNoFrameskip-v4 --episodes 10
 
 Uses the scripts' own env (same preprocessing, 4500-step cap, sticky-action rule) and their own
-episode statistics (raw, unclipped game score). Writes a CSV that `report.py` reads.
+episode statistics (raw, unclipped game score; a retro world's counters too, such as two-player Pong's
+ball returns). Writes a CSV that `report.py` reads.
 """
 import argparse
 import csv
@@ -18,21 +19,27 @@ PAPER_GAMES = ["Breakout", "BeamRider", "MontezumaRevenge", "Pong", "Qbert", "Ri
 
 
 def random_agent(env_id: str, episodes: int, num_envs: int, seed: int, max_episode_steps: int = 4500):
-    """Returns and lengths of a uniform random agent's episodes: the first ceil(episodes / num_envs) of
-    every env, so that short episodes are not over-counted by stopping at the first ones to end."""
+    """Returns, lengths and counters ({name: values}, a retro world's) of a uniform random agent's episodes:
+    the first ceil(episodes / num_envs) of every env, so that short episodes are not over-counted by
+    stopping at the first ones to end."""
     rf = load_script("curiosity_rf")
     envs = rf.make_envs(env_id, num_envs, max_episode_steps)
     envs.reset(seed=seed)
     stats, rng = rf.EpisodeStats(num_envs), np.random.default_rng(seed)
     per_env = -(-episodes // num_envs)
     returns, lengths = [[] for _ in range(num_envs)], [[] for _ in range(num_envs)]
+    counters = {name: [[] for _ in range(num_envs)] for name in rf.EPISODE_METRICS}
     while min(map(len, returns)) < per_env:
-        _, reward, terminated, truncated, _ = envs.step(rng.integers(envs.single_action_space.n, size=num_envs))
-        for env, ret, length in zip(np.flatnonzero(terminated | truncated), *stats.update(reward, terminated, truncated)):
+        _, reward, terminated, truncated, info = envs.step(rng.integers(envs.single_action_space.n, size=num_envs))
+        done = np.flatnonzero(terminated | truncated)
+        for env, ret, length in zip(done, *stats.update(reward, terminated, truncated)):
             returns[env].append(ret)
             lengths[env].append(length)
+            for name in counters.keys() & info.get("final_info", {}).keys():
+                counters[name][env].append(info["final_info"][name][env])
     envs.close()
-    return np.concatenate([r[:per_env] for r in returns]), np.concatenate([l[:per_env] for l in lengths])
+    first = lambda per_env_values: np.concatenate([v[:per_env] for v in per_env_values])  # noqa: E731
+    return first(returns), first(lengths), {name: first(v) for name, v in counters.items() if any(v)}
 
 
 def main():
@@ -45,11 +52,12 @@ def main():
     args = parser.parse_args()
     rows = []
     for env_id in args.env_ids:
-        returns, lengths = random_agent(env_id, args.episodes, args.num_envs, args.seed)
+        returns, lengths, counters = random_agent(env_id, args.episodes, args.num_envs, args.seed)
         rows.append({"env_id": env_id, "episodes": len(returns), "mean_return": round(float(returns.mean()), 2),
                      "std_return": round(float(returns.std()), 2), "mean_length": round(float(lengths.mean()), 1)})
+        more = "".join(f", {name} {values.mean():.2f} +- {values.std():.2f}" for name, values in counters.items())
         print(f"{env_id}: return {returns.mean():.1f} +- {returns.std():.1f}, length {lengths.mean():.0f} "
-              f"({len(returns)} episodes)", flush=True)
+              f"({len(returns)} episodes){more}", flush=True)
     with open(args.out, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()

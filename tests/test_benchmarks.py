@@ -265,11 +265,11 @@ def test_random_agent_plays_whole_episodes_and_repeats_with_a_seed():
     sys.path.insert(0, str(BENCH))
     from random_agent import random_agent
 
-    returns, lengths = random_agent("BreakoutNoFrameskip-v4", episodes=4, num_envs=2, seed=0)
+    returns, lengths, counters = random_agent("BreakoutNoFrameskip-v4", episodes=4, num_envs=2, seed=0)
     assert len(returns) == len(lengths) == 4
     assert (returns >= 0).all() and (lengths > 20).all()  # a random Breakout episode loses 5 balls
     again = random_agent("BreakoutNoFrameskip-v4", episodes=4, num_envs=2, seed=0)
-    assert np.array_equal(returns, again[0]) and np.array_equal(lengths, again[1])
+    assert np.array_equal(returns, again[0]) and np.array_equal(lengths, again[1]) and counters == {}
 
 
 def test_throughput_prints_a_table_with_the_ratio():
@@ -277,10 +277,10 @@ def test_throughput_prints_a_table_with_the_ratio():
                    "--iterations", "2", "--", "--num-minibatches", "2", "--obs-norm-steps", "64")
     assert result.returncode == 0, result.stderr
     row = [line for line in result.stdout.splitlines() if line.startswith("| curiosity_rf")][0]
-    env_sps, train_sps, ratio, seconds, rss = (float(c) for c in row.strip("|").split("|")[1:])
+    env_sps, train_sps, ratio, seconds, rss, pss = (float(c) for c in row.strip("|").split("|")[1:])
     assert env_sps > train_sps > 0
     assert abs(ratio - train_sps / env_sps) < 2e-3
-    assert 0.1 < rss < 8
+    assert 0.1 < rss < 8 and 0.05 < pss < 8  # one process: its PSS is its RSS less what it shares
 
 
 def test_profile_ops_splits_whole_iterations_by_op_and_kind():

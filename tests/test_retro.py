@@ -1,0 +1,222 @@
+"""The paper's stable-retro worlds (README, "Mario and two-player Pong"): the reference's action tables,
+frames and counters, the one-line errors, and two-player Pong trained, resumed, scored, filmed and run under
+torchrun by every script. Pong's ROM comes from ale-py; no Mario ROM is here, so Mario's counters are
+checked on a replayed sequence of its RAM values."""
+import itertools
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, reference_frame_stack, read_scalars, run_script
+from test_long_runs import SCRIPTS, assert_one_line_error, checkpoint_of
+
+stable_retro = pytest.importorskip("stable_retro")
+PONG, MARIO = "Pong-Atari2600-v0", "SuperMarioBros-Nes-v0"
+TINY_PONG = ["--env-id", PONG, "--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2",
+             "--update-epochs", "2", "--obs-norm-steps", "64", "--obs-norm-envs", "2", "--total-timesteps", "128"]
+NES = ["B", None, "SELECT", "START", "UP", "DOWN", "LEFT", "RIGHT", "A"]
+ATARI_2600 = ["BUTTON", None, "SELECT", "RESET", "UP", "DOWN", "LEFT", "RIGHT"]
+
+
+def reference_limited_discrete_actions(buttons):
+    """wrappers.py's LimitedDiscreteActions, as the reference wrote it (index tuples)."""
+    button_keys = {i for i in range(len(buttons)) if buttons[i] in {"A", "B"}}
+    pressed = [(), *zip(button_keys), *itertools.combinations(button_keys, 2)]
+    arrows = [(), (4,), (5,), (6,), (7,)]
+    return arrows + pressed[1:] + [a + b for a in arrows[-2:] for b in pressed[1:]]
+
+
+def reference_retro_ale_actions(buttons, n_players):
+    """wrappers.py's RetroALEActions, as the reference wrote it (lists of indices)."""
+    actions = [[]]
+    for player in range(n_players):
+        actions = [[*b, *([button + player * len(buttons)] if button != -1 else [])]
+                   for b in actions for button in [-1, 0, 4, 5, 6, 7]]
+    return actions
+
+
+def masks(table, width):
+    out = np.zeros((len(table), width), np.int8)
+    for row, pressed in enumerate(table):
+        out[row, list(pressed)] = 1
+    return out
+
+
+def test_action_tables_equal_the_references_button_by_button(rf):
+    assert stable_retro.data.EMU_INFO["Nes"]["buttons"] == NES  # the emulators' own button orders
+    assert stable_retro.data.EMU_INFO["Atari2600"]["buttons"] == ATARI_2600
+    mario = rf.retro_actions(NES, 1)
+    assert len(mario) == 14
+    np.testing.assert_array_equal(masks(mario, 9), masks(reference_limited_discrete_actions(NES), 9))
+    names = [{NES[i] for i in pressed} for pressed in mario]
+    assert names[:8] == [set(), {"UP"}, {"DOWN"}, {"LEFT"}, {"RIGHT"}, {"B"}, {"A"}, {"B", "A"}]
+    assert names[8:] == [{"LEFT", "B"}, {"LEFT", "A"}, {"LEFT", "B", "A"}, {"RIGHT", "B"}, {"RIGHT", "A"},
+                         {"RIGHT", "B", "A"}]
+    pong = rf.retro_actions(ATARI_2600, 2)
+    assert len(pong) == 36
+    np.testing.assert_array_equal(masks(pong, 16), masks(reference_retro_ale_actions(ATARI_2600, 2), 16))
+    assert pong[6 * 2 + 3] == (4, 8 + 5)  # player 1 up (choice 2), player 2 down (choice 3)
+
+
+def test_mario_progress_replays_the_references_x_reward_and_levels(rf):
+    def info(x, level=(0, 0)):
+        return {"levelLo": level[0], "levelHi": level[1], "xscrollHi": x // 256, "xscrollLo": x % 256}
+
+    progress = rf.MarioProgress()
+    xs = [0, 3, 10, 7, 12, 300, 300]  # back 3 pixels (no reward), past a 256 boundary (xscrollHi)
+    rewards = [progress.update(info(x)) for x in xs]
+    assert rewards == [0, 3, 7, 0, 2, 288, 0]
+    assert progress.info() == {"x_distance": 300, "levels": 1}
+    assert progress.update(info(40, (1, 0))) == 0  # a new level: no reward on its first frame, x from 0
+    assert progress.update(info(45, (1, 0))) == 45
+    assert progress.info() == {"x_distance": 345, "levels": 2}
+
+
+def test_ball_returns_count_reversals_at_paddles_not_serves(rf):
+    returns = rf.BallReturns()
+    # the serve travels left, the left paddle returns it at 68, the right one at 188, then a point: the ball
+    # rests at the edge and reappears mid-court (a jump), travelling left again
+    xs = [127, 126, 69, 68, 69, 70, 187, 188, 187, 60, 52, 52, 52, 127, 126, 125]
+    xs = [x for a, b in zip(xs, xs[1:]) for x in (range(a, b, 1 if b > a else -1) if abs(b - a) <= 8 else [a])]
+    assert [returns.update({"ball_x": x}) for x in xs] == [0.0] * len(xs)  # no reward, as NoReward
+    assert returns.info() == {"ball_returns": 2}
+
+
+def reference_process_frame(rgb, crop):
+    """wrappers.py's ProcessFrame84.process."""
+    img = rgb.astype(np.float32)
+    img = img[:, :, 0] * 0.299 + img[:, :, 1] * 0.587 + img[:, :, 2] * 0.114
+    resized = np.array(Image.fromarray(img).resize((84, 110 if crop else 84), resample=Image.BILINEAR),
+                       dtype=np.uint8)
+    return resized[18:102, :] if crop else resized
+
+
+def test_two_player_pong_frames_are_the_references_and_the_stack_copies_the_first_at_reset_and_autoreset(rf):
+    rf.check_retro_world(PONG)
+    envs = rf.FrameStack(gym.vector.SyncVectorEnv(  # one emulator a process; a time limit for an autoreset
+        [lambda: gym.wrappers.TimeLimit(rf.RetroWorld(PONG), 5)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
+    world = envs.envs.envs[0].env
+    assert envs.single_action_space.n == 36 and envs.single_observation_space.shape == (4, 84, 84)
+    obs, info = envs.reset(seed=[1])
+    first = reference_process_frame(world.unwrapped.img, crop=False)
+    assert np.ptp(first) > 50 and info["ball_returns"].tolist() == [0]
+    frames, dones, stacks = [obs[:, -1:]], [], [obs]
+    for t in range(7):
+        obs, rewards, terminated, truncated, info = envs.step(np.array([6 * 2 + 3]))  # up and down
+        assert rewards.tolist() == [0.0]
+        if truncated[0]:  # the ended episode's counters, for EpisodeStats
+            assert info["final_info"]["ball_returns"].tolist() == [0]
+        else:
+            np.testing.assert_array_equal(obs[0, -1], reference_process_frame(world.unwrapped.img, crop=False))
+        frames.append(obs[:, -1:])
+        dones.append(terminated | truncated)
+        stacks.append(obs)
+    assert [d.tolist() for d in dones] == [[False]] * 4 + [[True]] + [[False]] * 2
+    np.testing.assert_array_equal(np.array(stacks), reference_frame_stack(frames, dones))
+    np.testing.assert_array_equal(stacks[0][0], np.stack([first] * 4))
+    np.testing.assert_array_equal(stacks[5][0], np.stack([first] * 4))  # the new episode: the same start
+    envs.close()
+
+
+def test_episode_stats_log_the_counters_of_the_episodes_that_ended(rf):
+    stats = rf.EpisodeStats(3)
+    done = np.array([True, False, True])
+    final = {"ball_returns": np.array([3, 0, 5]), "_ball_returns": done}
+    stats.update(np.zeros(3), np.zeros(3, bool), np.zeros(3, bool), {"ball_returns": np.array([1, 1, 1])})
+    stats.update(np.zeros(3), done, np.zeros(3, bool), {"final_info": final, "ball_returns": np.zeros(3)})
+    logged = stats.log()
+    assert logged["charts/ball_returns"] == 4.0 and logged["charts/episodic_length"] == 2.0
+    assert "charts/x_distance" not in logged and stats.log() == {}
+
+
+def test_pongs_rom_is_imported_from_ale_py_with_one_line(rf, tmp_path, monkeypatch, capsys):
+    import ale_py.roms
+
+    def no_rom(game, *args):
+        raise FileNotFoundError(game)
+
+    monkeypatch.setattr(stable_retro.data, "get_romfile_path", no_rom)
+    monkeypatch.setattr(stable_retro.data, "get_file_path", lambda game, name, *a: str(tmp_path / name))
+    rf.check_retro_world(PONG)
+    assert (tmp_path / "rom.a26").read_bytes() == ale_py.roms.get_rom_path("pong").read_bytes()
+    assert capsys.readouterr().out == "imported Pong's ROM into stable-retro from ale-py's pong.bin\n"
+    def read_only(*args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(rf.shutil, "copyfile", read_only)  # a data folder this user cannot write (root can)
+    with pytest.raises(SystemExit, match=r"^error: cannot import Pong's ROM into stable-retro \(Permission "
+                                         r"denied\); run python -m stable_retro.import"):
+        rf.check_retro_world(PONG)
+
+
+def test_a_missing_mario_rom_and_a_missing_stable_retro_stop_with_one_line(rf, monkeypatch):
+    try:
+        stable_retro.data.get_romfile_path(MARIO)
+        pytest.skip("a Super Mario Bros ROM is imported on this machine")
+    except FileNotFoundError:
+        pass
+    result = run_script("curiosity_rf", "--env-id", MARIO)
+    assert_one_line_error(result, "stable-retro has no ROM for SuperMarioBros-Nes-v0",
+                          "python -m stable_retro.import")
+    monkeypatch.setitem(sys.modules, "stable_retro", None)  # as if not installed
+    with pytest.raises(SystemExit, match="^error: --env-id Pong-Atari2600-v0 runs on stable-retro, which is "
+                                         "not installed: pip install stable-retro$"):
+        rf.check_retro_world(PONG)
+
+
+@pytest.mark.parametrize("name", SCRIPTS)
+def test_every_script_trains_on_two_player_pong(name, tmp_path):
+    result = run_script(name, *TINY_PONG, "--log-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "iter 2/2" in result.stdout
+    scalars = read_scalars(tmp_path)
+    assert all(np.isfinite(v) for _, v in scalars["losses/policy_loss"])
+    assert scalars["charts/intrinsic_reward_mean"][-1][1] > 0
+    saved = torch.load(checkpoint_of(tmp_path), weights_only=False)
+    assert saved["args"]["env_id"] == PONG and saved["networks"]["policy"]["logits.bias"].shape == (36,)
+
+
+def test_a_two_player_pong_run_resumes_from_its_checkpoint_as_an_atari_run_does(tmp_path):
+    """Two iterations and a checkpoint, then two more from two copies of it: both resumed halves are equal,
+    and the first half is the uninterrupted run's. The envs start new episodes, as on Atari: stable-retro's
+    Atari 2600 save states do not replay exactly (README), so they are not saved."""
+    whole = run_script("curiosity_rf", *TINY_PONG, "--total-timesteps", "256", "--log-dir", str(tmp_path / "a"))
+    half = run_script("curiosity_rf", *TINY_PONG, "--log-dir", str(tmp_path / "b"))
+    assert whole.returncode == 0 and half.returncode == 0, whole.stderr + half.stderr
+    checkpoint, copy = checkpoint_of(tmp_path / "b"), tmp_path / "c" / "run" / "checkpoint.pt"
+    copy.parent.mkdir(parents=True)
+    copy.write_bytes(checkpoint.read_bytes())
+    for path in (checkpoint, copy):
+        resumed = run_script("curiosity_rf", "--resume", str(path), "--total-timesteps", "256")
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resuming after iteration 2 (step 128)" in resumed.stdout and "iter 4/4" in resumed.stdout
+    a, b, c = (read_scalars(tmp_path / name) for name in "abc")
+    for tag in ("losses/policy_loss", "losses/dynamics_loss", "charts/intrinsic_reward_mean"):
+        assert a[tag][:2] == b[tag][:2], tag  # the same run up to the checkpoint
+        assert b[tag][2:] == c[tag] and len(c[tag]) == 2, tag  # and one resumed run, from either copy
+
+
+def test_two_player_pong_is_scored_and_filmed_and_trains_under_torchrun(tmp_path):
+    av = pytest.importorskip("av")
+    run = run_script("curiosity_rf", *TINY_PONG, "--log-dir", str(tmp_path / "run"))
+    assert run.returncode == 0, run.stderr
+    checkpoint = checkpoint_of(tmp_path / "run")
+    scored = run_script("curiosity_rf", "--eval-checkpoint", str(checkpoint), "--eval-episodes", "1",
+                        "--capture-video", timeout=600)
+    assert scored.returncode == 0, scored.stderr
+    line = scored.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"1 episodes of {PONG} at step 128: score 0.0 +- 0.0, length ")
+    length = int(line.split("length ")[1].split()[0])
+    with av.open(str(checkpoint.parent / "checkpoint_eval.mp4")) as container:
+        frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    assert len(frames) == length and np.ptp(frames[length // 2]) > 50
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           str(ROOT / "curiosity_rf.py"), *TINY_PONG, "--log-dir", str(tmp_path / "torchrun")]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "weights identical in all 2 processes" in result.stdout
