@@ -161,7 +161,8 @@ def ale_game(env_id: str) -> tuple[str, float]:
     if match is None or match.group(1) not in roms:
         raise SystemExit(
             f"error: --env-id {env_id!r} names no Atari game; use e.g. BreakoutNoFrameskip-v4 "
-            "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25)"
+            "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25), or a retro "
+            f"world: {', '.join(RETRO_WORLDS)}"
         )
     return roms[match.group(1)], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
 
