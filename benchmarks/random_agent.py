@@ -5,10 +5,12 @@
 
 Uses the scripts' own env (same preprocessing, 4500-step cap, sticky-action rule) and their own
 episode statistics (raw, unclipped game score; a retro world's counters too, such as two-player Pong's
-ball returns). Writes a CSV that `report.py` reads.
+ball returns, as mean_COUNTER). Adds its rows to the CSV that `report.py` reads, replacing those of the
+same games and keeping the others.
 """
 import argparse
 import csv
+import os
 
 import numpy as np
 
@@ -50,18 +52,23 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "random_agent.csv"))
     args = parser.parse_args()
-    rows = []
+    rows = {}
+    if os.path.exists(args.out):
+        with open(args.out) as f:
+            rows = {row["env_id"]: row for row in csv.DictReader(f)}
     for env_id in args.env_ids:
         returns, lengths, counters = random_agent(env_id, args.episodes, args.num_envs, args.seed)
-        rows.append({"env_id": env_id, "episodes": len(returns), "mean_return": round(float(returns.mean()), 2),
-                     "std_return": round(float(returns.std()), 2), "mean_length": round(float(lengths.mean()), 1)})
+        rows[env_id] = {"env_id": env_id, "episodes": len(returns), "mean_return": round(float(returns.mean()), 2),
+                        "std_return": round(float(returns.std()), 2),
+                        "mean_length": round(float(lengths.mean()), 1),
+                        **{f"mean_{name}": round(float(v.mean()), 2) for name, v in counters.items()}}
         more = "".join(f", {name} {values.mean():.2f} +- {values.std():.2f}" for name, values in counters.items())
         print(f"{env_id}: return {returns.mean():.1f} +- {returns.std():.1f}, length {lengths.mean():.0f} "
               f"({len(returns)} episodes){more}", flush=True)
     with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for row in rows.values() for k in row)))
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(rows.values())
     print(f"wrote {args.out}")
 
 

@@ -9,7 +9,9 @@ error over seeds, the random agent dashed, the paper's curve as markers in the v
 points within the plotted frames, and a hollow marker at each run's budget), report.md and report.csv
 (per variant and game: our final score, the random agent, the paper's score interpolated at our budget
 and our ratio to it, the mix script's paper result after the paper's full budget; per game, whether the
-variants' order matches the paper's at that budget).
+variants' order matches the paper's at that budget). Two-player Pong has no game score (its reward is
+removed): its runs are scored by ball returns per episode and shown with their episode length, each beside
+the random policy's (random_agent.csv's mean_ball_returns and mean_length).
 
 The paper's curves (benchmarks/paper_curves.csv: for RF and IDF the spec's finer reading at 10M, 30M and 50M
 frames, the by-eye one at 100M and 400M) start at 10M frames. Below that the paper's value is
@@ -28,12 +30,18 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from common import ROOT
 
-TAG = "charts/episodic_return"
-LENGTH_TAG = "charts/episodic_length"
+# what is read of each run, by the names random_agent.csv gives them (mean_return, ...)
+TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length", "ball_returns": "charts/ball_returns"}
 FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of logged points
 
 
-def read_runs(runs_dir: Path, scalar: str = TAG) -> dict:
+def metrics_of(env_id: str) -> tuple:
+    """What a game's panels show, its score first. Two-player Pong's reward is removed and its score always 0:
+    the paper's claim there is that rallies get longer, so it is scored by ball returns, shown with length."""
+    return ("ball_returns", "length") if env_id == "Pong-Atari2600-v0" else ("return",)
+
+
+def read_runs(runs_dir: Path, scalar: str = TAGS["return"]) -> dict:
     """{(variant, env_id): {seed: (frames, values of `scalar`)}} from run.py's layout
     runs/SCRIPT__ENV__sSEED[__TAG]/<tb dir>/; the variant is the script, or SCRIPT__TAG for a tagged run (a
     precision such as bf16, or a batch such as 128envs)."""
@@ -143,7 +151,8 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
         length = (lengths or {}).get((variant, env))
         frames = min(f[-1] for f, _ in seeds.values())
         random = random_agent.get(env, {})
-        random_score = float(random["mean_return"]) if random else None
+        score = metrics_of(env)[0]
+        random_score = float(random[f"mean_{score}"]) if random.get(f"mean_{score}") else None
         curve = paper_curves.get((game_of(env), method(variant)))
         at_budget = paper_at(curve, frames, random_score) if curve else None
         final = paper_final.get(env, {}) if variant == "curiosity_extrinsic_mix" else {}  # the paper's sparse table
@@ -151,7 +160,7 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
             else None  # 0 is the random agent, 1 the paper
         table.append(dict(
             script=method(variant), tag=tag_of(variant), env_id=env, seeds=len(seeds), frames=int(frames),
-            final_return=round(mean, 2), sem=round(sem, 2),
+            score=score, final_return=round(mean, 2), sem=round(sem, 2),
             final_length=round(mean_sem(final_scores(length))[0]) if length else "",
             random_agent="" if random_score is None else random_score,
             random_length=random.get("mean_length", ""),
@@ -178,27 +187,32 @@ def wall_hours(status_dir: Path) -> dict:
     return hours
 
 
-def plot(runs: dict, random_agent: dict, paper_curves: dict):
-    """One panel per game; the paper's curve as markers in each variant's colour, over the frames we ran."""
+def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
+    """One panel per game and metric it shows (metrics_of; by_metric = {metric: runs}); the paper's curve as
+    markers in each variant's colour, over the frames we ran; the random agent's value dashed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    games = sorted({env for _, env in runs})
-    scripts = sorted({script for script, _ in runs})
-    cols = min(4, len(games))
-    rows_n = -(-len(games) // cols)
+    labels = {"return": "episodic return (game score)", "length": "episode length (agent steps)",
+              "ball_returns": "ball returns per episode"}
+    panels = [(env, metric) for env in sorted({env for runs in by_metric.values() for _, env in runs})
+              for metric in metrics_of(env) if any(e == env for _, e in by_metric.get(metric, {}))]
+    cols = min(4, len(panels))
+    rows_n = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.4 * rows_n), squeeze=False)
-    for ax, env in zip(axes.flat, games):
-        random_score = float(random_agent[env]["mean_return"]) if env in random_agent else None
-        end = max(f[-1] for (_, e), seeds in runs.items() if e == env for f, _ in seeds.values())
-        for script in (s for s in scripts if (s, env) in runs):
+    for ax, (env, metric) in zip(axes.flat, panels):
+        runs = {key: seeds for key, seeds in by_metric[metric].items() if key[1] == env}
+        random = random_agent.get(env, {}).get(f"mean_{metric}")
+        random_score = float(random) if random else None
+        end = max(f[-1] for seeds in runs.values() for f, _ in seeds.values())
+        for script, _ in sorted(runs):
             name = script.removeprefix("curiosity_")
             x, mean, sem = curve(runs[(script, env)])
             (line,) = ax.plot(x / 1e6, mean, label=f"{name} (n={len(runs[(script, env)])})")
             ax.fill_between(x / 1e6, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
-            if (game_of(env), method(script)) not in paper_curves:
+            if metric != "return" or (game_of(env), method(script)) not in paper_curves:
                 continue
             frames, scores = paper_curves[(game_of(env), method(script))]
             shown = frames <= 1.05 * end  # the paper's points within the frames we ran: a CPU run shows none
@@ -217,9 +231,9 @@ def plot(runs: dict, random_agent: dict, paper_curves: dict):
         ax.set_xlim(0, 1.08 * end / 1e6)
         ax.set_title(env)
         ax.set_xlabel("frames (millions)")
-        ax.set_ylabel("episodic return (game score)")
+        ax.set_ylabel(labels[metric])
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(games):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.tight_layout()
     return fig
@@ -236,41 +250,47 @@ def main():
                         help="the paper's pure-curiosity learning curves, as numbers")
     args = parser.parse_args()
     out = Path(args.results_dir) / args.name
-    runs = read_runs(out / "runs")
+    by_metric = {metric: read_runs(out / "runs", tag) for metric, tag in TAGS.items()}
+    runs = {}  # each run by its game's score (metrics_of): two-player Pong's by its ball returns
+    for metric, tagged in by_metric.items():
+        runs.update({key: seeds for key, seeds in tagged.items() if metrics_of(key[1])[0] == metric})
     if not runs:
         raise SystemExit(f"error: no finished episodes logged under {out / 'runs'}; run benchmarks/run.py first")
     random_agent = read_csv(Path(args.random_agent), "env_id")
     paper_curves = read_paper_curves(Path(args.paper_curves))
-    plot(runs, random_agent, paper_curves).savefig(out / "curves.png", dpi=110)
+    plot(by_metric, random_agent, paper_curves).savefig(out / "curves.png", dpi=110)
 
     table, order = summarise(runs, random_agent, paper_curves, read_csv(Path(args.paper), "env_id"),
-                             read_runs(out / "runs", LENGTH_TAG), wall_hours(out / "status"))
+                             by_metric["length"], wall_hours(out / "status"))
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
         writer.writerows(table)
     lines = [f"# Benchmark results: {args.name}", "",
-             f"Final return = mean raw game score of the last {FINAL_FRACTION:.0%} of logged iterations, "
-             "mean +- standard error over seeds. Paper at our budget = the paper's curve (Figure 2, pure "
+             f"Final score = mean raw game score of the last {FINAL_FRACTION:.0%} of logged iterations, "
+             "mean +- standard error over seeds (two-player Pong, whose reward is removed: ball returns per "
+             "episode). Paper at our budget = the paper's curve (Figure 2, pure "
              "curiosity; benchmarks/paper_curves.csv) interpolated at our frames, from the random agent's "
              "score at 0 frames below its first point (10M frames): a rough yardstick. Normalised = (ours - "
              "random) / (paper - random): 0 is the random agent, 1 the paper. Length = mean episode length over "
              "the same iterations. Tag = a setting the run differs in (a precision, a batch). Hours = wall time "
              "(run.py's status files).", "",
-             "| script | tag | game | seeds | frames | final return | length | random agent (length) "
+             "| script | tag | game | seeds | frames | final score | length | random agent (length) "
              "| paper at our budget | normalised | hours | paper, full budget |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in table:
         final = f"{r['paper_final']} ({r['paper_final_budget']})" if r["paper_final"] else ""
         random = f"{r['random_agent']} ({float(r['random_length']):.0f})" if r["random_length"] else r["random_agent"]
+        unit = "" if r["score"] == "return" else f" {r['score'].replace('_', ' ')}"
         lines.append(f"| {r['script']} | {r['tag']} | {r['env_id']} | {r['seeds']} | {r['frames']:,} | "
-                     f"{r['final_return']} +- {r['sem']} | {r['final_length']} | {random} | "
+                     f"{r['final_return']} +- {r['sem']}{unit} | {r['final_length']} | {random} | "
                      f"{r['paper_at_budget']} | {r['normalised']} | {r['hours']} | {final} |")
     verdicts = {True: "matches the paper's", False: "differs from the paper's"}
     ordered = [f"- {env} at {frames:,} frames{f' ({tag})' if tag else ''}: {verdicts[same]}"
                for (env, frames, tag), same in order.items() if same is not None]
     if ordered:
-        lines += ["", "Order of the variants by final return, against the paper's order at our budget:", *ordered]
+        lines += ["", "Order of the variants by final score, against the paper's order at our budget:",
+                  *ordered]
     lines += ["", "![learning curves](curves.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines[4:-3]))

@@ -241,7 +241,7 @@ def test_curves_carry_the_papers_points_and_the_random_agent_at_gpu_budgets():
     frames = np.linspace(1e6, 6e7, 30)
     runs = {("curiosity_rf", "BreakoutNoFrameskip-v4"): {1: (frames, np.linspace(1, 100, 30))},
             ("curiosity_idf", "BreakoutNoFrameskip-v4"): {1: (frames, np.linspace(1, 40, 30))}}
-    fig = report.plot(runs, {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}},
+    fig = report.plot({"return": runs}, {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}},
                       report.read_paper_curves(BENCH / "paper_curves.csv"))
     (ax,) = [a for a in fig.axes if a.get_lines()]
     lines = {line.get_label(): line for line in ax.get_lines()}
@@ -253,6 +253,33 @@ def test_curves_carry_the_papers_points_and_the_random_agent_at_gpu_budgets():
     assert all(line.get_xdata()[0] == pytest.approx(60) for line in budget)
     assert lines["random agent"].get_ydata()[0] == 1.4
     assert ax.get_xlim()[1] == pytest.approx(1.08 * 60)  # the axis spans our frames, not the paper's 400M
+
+
+def test_two_player_pong_is_reported_by_ball_returns_and_episode_length_beside_the_random_policy(tmp_path):
+    runs = tmp_path / "r" / "runs"
+    writer = SummaryWriter(runs / "curiosity_rf__Pong-Atari2600-v0__s1" / "tb")
+    for i in range(20):  # the game's score is always 0: the reward is removed
+        for tag, value in (("episodic_return", 0), ("ball_returns", 2 + i), ("episodic_length", 500 + 10 * i)):
+            writer.add_scalar(f"charts/{tag}", value, (i + 1) * 1000)
+    writer.close()
+    random_csv = tmp_path / "random.csv"
+    random_csv.write_text("env_id,episodes,mean_return,std_return,mean_length,mean_ball_returns\n"
+                          "Pong-Atari2600-v0,16,0.0,0.0,600.5,3.25\n")
+    result = bench("report", "--name", "r", "--results-dir", str(tmp_path), "--random-agent", str(random_csv))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "r" / "report.csv") as f:
+        (row,) = csv.DictReader(f)
+    assert row["score"] == "ball_returns" and row["final_return"] == "20.5"  # the last 2 of 20 points: 20, 21
+    assert row["final_length"] == "685" and row["random_agent"] == "3.25" and row["random_length"] == "600.5"
+    assert row["paper_at_budget"] == row["normalised"] == ""  # the paper gives no numbers for two-player Pong
+    assert "| 20.5 +- 0.0 ball returns | 685 | 3.25 (600) |" in (tmp_path / "r" / "report.md").read_text()
+    report = _report()
+    by_metric = {metric: report.read_runs(runs, tag) for metric, tag in report.TAGS.items()}
+    fig = report.plot(by_metric, report.read_csv(random_csv, "env_id"), {})
+    axes = [ax for ax in fig.axes if ax.get_lines()]
+    assert [ax.get_ylabel() for ax in axes] == ["ball returns per episode", "episode length (agent steps)"]
+    random = [[line.get_ydata()[0] for line in ax.get_lines() if line.get_label() == "random agent"] for ax in axes]
+    assert random == [[3.25], [600.5]]
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):
@@ -270,6 +297,20 @@ def test_random_agent_plays_whole_episodes_and_repeats_with_a_seed():
     assert (returns >= 0).all() and (lengths > 20).all()  # a random Breakout episode loses 5 balls
     again = random_agent("BreakoutNoFrameskip-v4", episodes=4, num_envs=2, seed=0)
     assert np.array_equal(returns, again[0]) and np.array_equal(lengths, again[1]) and counters == {}
+
+
+def test_random_agent_replaces_its_games_rows_and_keeps_the_others(tmp_path):
+    out = tmp_path / "random.csv"
+    out.write_text("env_id,episodes,mean_return,std_return,mean_length,mean_ball_returns\n"
+                   "Pong-Atari2600-v0,16,0.0,0.0,600.5,3.25\nBreakoutNoFrameskip-v4,1,99.0,0.0,1.0,\n")
+    result = bench("random_agent", "--env-ids", "BreakoutNoFrameskip-v4", "--episodes", "2",
+                   "--num-envs", "2", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    with open(out) as f:
+        rows = {row["env_id"]: row for row in csv.DictReader(f)}
+    assert rows["Pong-Atari2600-v0"]["mean_ball_returns"] == "3.25"  # kept
+    breakout = rows["BreakoutNoFrameskip-v4"]  # replaced
+    assert breakout["episodes"] == "2" and float(breakout["mean_length"]) > 20
 
 
 def test_throughput_prints_a_table_with_the_ratio():
