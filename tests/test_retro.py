@@ -2,7 +2,9 @@
 frames and counters, the one-line errors, and two-player Pong trained, resumed, scored, filmed and run under
 torchrun by every script. Pong's ROM comes from ale-py; no Mario ROM is here, so Mario's counters are
 checked on a replayed sequence of its RAM values."""
+import gc
 import itertools
+import os
 import subprocess
 import sys
 
@@ -120,6 +122,18 @@ def test_two_player_pong_frames_are_the_references_and_the_stack_copies_the_firs
     np.testing.assert_array_equal(np.array(stacks), reference_frame_stack(frames, dones))
     np.testing.assert_array_equal(stacks[0][0], np.stack([first] * 4))
     np.testing.assert_array_equal(stacks[5][0], np.stack([first] * 4))  # the new episode: the same start
+    envs.close()
+
+
+def test_the_env_processes_are_forked_from_frozen_objects_and_the_trainer_collects_as_before(rf):
+    # frozen, this process's objects are not copied into each env process by its garbage collector
+    # (README, "Memory": 12.4 GiB of PSS at 128 envs without, 2.7 GiB with)
+    frozen_at_fork = []
+    os.register_at_fork(before=lambda: frozen_at_fork.append(gc.get_freeze_count()))
+    envs = rf.make_envs(PONG, 2, max_episode_steps=4500)
+    obs, _ = envs.reset(seed=0)
+    assert obs.shape == (2, 4, 84, 84) and len(frozen_at_fork) >= 2 and min(frozen_at_fork) > 1000
+    assert gc.get_freeze_count() == 0
     envs.close()
 
 
