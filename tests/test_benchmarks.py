@@ -403,22 +403,27 @@ def test_presets_cover_what_their_questions_need():
 
 
 def test_same_numbers_finds_identical_runs_identical_and_names_a_changed_value(tmp_path):
-    saved = tmp_path / "before.json"
+    saved, again = tmp_path / "before.json", tmp_path / "again.json"
     first = bench("same_numbers", "--scripts", "curiosity_rf", "--settings", "tiny", "--out", str(saved))
     assert first.returncode == 0, first.stderr
     results = json.loads(saved.read_text())
     scalars = results["curiosity_rf/tiny"]
     assert len(scalars["losses/policy_loss"]) == 3  # one point per iteration
     assert not any(tag.endswith(("SPS", "_seconds")) for tag in scalars)  # timings are not compared
-    again = bench("same_numbers", "--scripts", "curiosity_rf", "--settings", "tiny", "--compare", str(saved))
-    assert again.returncode == 0 and "identical: " in again.stdout, again.stdout + again.stderr
 
-    scalars["losses/value_loss"][1][1] += 1e-6  # as if a change had moved one value of iteration 2
+    value = scalars["losses/value_loss"][1][1]
+    scalars["losses/value_loss"][1][1] = value + 1e-6  # as if a change had moved one value of iteration 2
     saved.write_text(json.dumps(results))
-    changed = bench("same_numbers", "--scripts", "curiosity_rf", "--settings", "tiny", "--compare", str(saved))
+    changed = bench("same_numbers", "--scripts", "curiosity_rf", "--settings", "tiny", "--compare", str(saved),
+                    "--out", str(again))
     assert changed.returncode == 1
-    (line,) = [line for line in changed.stdout.splitlines() if " then, " in line]  # the one value changed
+    (line,) = [line for line in changed.stdout.splitlines() if " then, " in line]  # that value alone
     assert line.startswith("curiosity_rf/tiny losses/value_loss step 128: ")  # 2 x 4 envs x 16 steps
+    scalars["losses/value_loss"][1][1] = value
+    sys.path.insert(0, str(BENCH))
+    from same_numbers import differences
+
+    assert differences(results, json.loads(again.read_text())) == []  # the second run repeated the first
 
 
 def test_same_numbers_runs_its_torchrun_setting_as_two_processes(tmp_path):

@@ -558,13 +558,23 @@ def set_nan(saved):
     (set_nan, "its networks hold NaN or infinite values"),
     (lambda saved: saved["reward_rms"].update(var=float("inf")), "its reward_rms hold NaN or infinite values"),
 ])
-@pytest.mark.parametrize("flag", ["--resume", "--eval-checkpoint"])
-def test_a_damaged_checkpoint_stops_with_one_line_before_any_work(rf_run, tmp_path, damage, message, flag):
+def test_a_damaged_checkpoint_is_named_with_what_is_wrong(rf, rf_run, tmp_path, damage, message):
     saved = torch.load(rf_run, weights_only=False)
     damage(saved)
     torch.save(saved, damaged := tmp_path / "checkpoint.pt")
+    with pytest.raises(SystemExit) as stop:  # the check both --resume and --eval-checkpoint go through
+        rf.load_checkpoint(str(damaged))
+    assert str(stop.value).startswith(f"error: {str(damaged)!r} is damaged: {message}")
+    assert "start a new run" in str(stop.value)
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--eval-checkpoint"])
+def test_a_damaged_checkpoint_stops_with_one_line_before_any_work(rf_run, tmp_path, flag):
+    saved = torch.load(rf_run, weights_only=False)
+    set_nan(saved)
+    torch.save(saved, damaged := tmp_path / "checkpoint.pt")
     result = run_script("curiosity_rf", flag, str(damaged), "--total-timesteps", "256", "--eval-episodes", "1")
-    assert_one_line_error(result, f"{str(damaged)!r} is damaged: {message}", "start a new run")
+    assert_one_line_error(result, f"{str(damaged)!r} is damaged: its networks hold NaN", "start a new run")
     assert result.stdout == ""
 
 
