@@ -38,8 +38,9 @@ def reference_frame_stack(frames: list, dones: list, num_frames: int = 4) -> np.
 # run_script forks each run from one warm process that has imported all of that and run no torch op
 # (multiprocessing's forkserver): still a fresh process per run, with its own argv, cwd, environment, exit
 # code, stdout and stderr, and its atexit handlers run at the end as Python's would. Measured side by side
-# on 2 cores: a one-line error 3.7 s -> 0.35 s, a TINY run 11.9 s -> 6.0 s. Tests of signals, torchrun and
-# the benchmark runner start real interpreters, as a user does.
+# on 2 cores: a one-line error 3.7 s -> 0.35 s, a TINY run 11.9 s -> 6.0 s. Forked runs share the warm
+# process's hash seed and memory layout, so a test that checks two runs repeat exactly starts one of them
+# with fresh=True (a real interpreter); so do the tests of signals, torchrun and the benchmark runner.
 PRELOAD = ["torch", "torch._dynamo", "numpy", "gymnasium", "ale_py", "tyro", "torch.utils.tensorboard"]
 _forkserver = None
 
@@ -54,6 +55,7 @@ def _run_as_main(script: str, args: list[str], environ: dict, stdout: str, stder
     os.environ.clear()
     os.environ.update(environ)
     os.chdir(ROOT)
+    multiprocessing.set_start_method(None, force=True)  # the platform's default for the script's own workers
     sys.argv, sys.path[0] = [script, *args], str(Path(script).parent)
     try:
         runpy.run_path(script, run_name="__main__")
@@ -61,22 +63,27 @@ def _run_as_main(script: str, args: list[str], environ: dict, stdout: str, stder
         atexit._run_exitfuncs()  # multiprocessing ends its processes with os._exit, which skips them
 
 
-def run_script(name: str, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_script(name: str, *args: str, timeout: int = 300, fresh: bool = False) -> subprocess.CompletedProcess:
+    script = str(ROOT / f"{name}.py")
+    command = [sys.executable, script, *args]
+    if fresh:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     global _forkserver
     if _forkserver is None:
         _forkserver = multiprocessing.get_context("forkserver")
         _forkserver.set_forkserver_preload(PRELOAD)
-    script, command = str(ROOT / f"{name}.py"), [sys.executable, str(ROOT / f"{name}.py"), *args]
     with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
         process = _forkserver.Process(target=_run_as_main, args=(script, list(args), dict(os.environ),
                                                                   out.name, err.name))
         process.start()
         process.join(timeout)
-        if process.exitcode is None:
+        timed_out = process.exitcode is None
+        if timed_out:
             process.kill()
             process.join()
-            raise subprocess.TimeoutExpired(command, timeout)
         stdout, stderr = (Path(f.name).read_text() for f in (out, err))
+    if timed_out:
+        raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
     return subprocess.CompletedProcess(command, process.exitcode, stdout, stderr)
 
 

@@ -246,7 +246,8 @@ def test_eval_prints_the_score_of_whole_episodes_and_writes_a_video(rf_run):
 
 def test_greedy_eval_is_deterministic(rf_run):
     outputs = [run_script("curiosity_rf", "--eval-checkpoint", str(rf_run), "--eval-episodes", "2", "--eval-greedy",
-                          "--max-episode-steps", "100").stdout.strip().splitlines()[-1] for _ in range(2)]
+                          "--max-episode-steps", "100", fresh=fresh).stdout.strip().splitlines()[-1]
+               for fresh in (False, True)]
     assert outputs[0] == outputs[1] and "(greedy)" in outputs[0]
 
 

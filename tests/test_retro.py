@@ -199,7 +199,8 @@ def test_a_two_player_pong_run_resumes_from_its_checkpoint_as_an_atari_run_does(
     """Two iterations and a checkpoint, then two more from two copies of it: both resumed halves are equal,
     and the first half is the uninterrupted run's. The envs start new episodes, as on Atari: stable-retro's
     Atari 2600 save states do not replay exactly (README), so they are not saved."""
-    whole = run_script("curiosity_rf", *TINY_PONG, "--total-timesteps", "256", "--log-dir", str(tmp_path / "a"))
+    whole = run_script("curiosity_rf", *TINY_PONG, "--total-timesteps", "256", "--log-dir",
+                       str(tmp_path / "a"), fresh=True)  # a new interpreter: the compared runs share no state
     half = run_script("curiosity_rf", *TINY_PONG, "--log-dir", str(tmp_path / "b"))
     assert whole.returncode == 0 and half.returncode == 0, whole.stderr + half.stderr
     checkpoint, copy = checkpoint_of(tmp_path / "b"), tmp_path / "c" / "run" / "checkpoint.pt"

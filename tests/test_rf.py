@@ -448,8 +448,9 @@ def test_help_documents_every_argument():
 # ---------------------------------------------------------------- end to end
 def test_two_iterations_on_breakout_log_every_metric_and_repeat_exactly(tmp_path):
     runs = []
-    for name in ("a", "b"):
-        result = run_script("curiosity_rf", *TINY, "--seed", "3", "--log-dir", str(tmp_path / name))
+    for name in ("a", "b"):  # b in a new interpreter: the two runs share no process state
+        result = run_script("curiosity_rf", *TINY, "--seed", "3", "--log-dir", str(tmp_path / name),
+                            fresh=name == "b")
         assert result.returncode == 0, result.stderr
         assert "iter 2/2 step 128 frames 512" in result.stdout
         runs.append(read_scalars(tmp_path / name))
