@@ -382,6 +382,8 @@ def test_reward_sources_divides_each_kind_of_transition_by_the_mean():
     assert sources["the 8 steps after a life lost"] == (1 / mean, 8)  # t = 2..9, the life-loss step itself apart
     assert sources["game reward (e.g. a brick hit)"] == (3 / mean, 1)
     assert sources["the rest"][1] == 0  # every transition here is of some kind
+    table["phi_move"] = np.arange(12.0)[:, None]  # any column divides the same way
+    assert reward_sources(table, column="phi_move")["life lost"] == (1 / 5.5, 1)
 
 
 def test_presets_cover_what_their_questions_need():
