@@ -65,9 +65,11 @@ def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int,
             actions = torch.stack(actions)
             features = phi.loss(obs_norm(torch.from_numpy(np.stack(obs))), actions)[0]
             columns["r_int"].extend(script.prediction_error(forward_model, features, actions).numpy())
-            prediction = forward_model(features[:-1].flatten(0, 1), actions.flatten()).view(features[1:].shape)
-            for name, moved in (("phi_move", features[1:]), ("predicted_move", prediction)):
-                columns[name].extend((moved.float() - features[:-1].float()).pow(2).flatten(2).mean(2).numpy())
+            before, after = features[:-1].float(), features[1:].float()
+            prediction = forward_model(features[:-1].flatten(0, 1), actions.flatten()).float()
+            prediction = prediction.view(after.shape)
+            for name, moved in (("phi_move", after), ("predicted_move", prediction)):
+                columns[name].extend((moved - before).pow(2).flatten(2).mean(2).numpy())
     envs.close()
     return {k: np.array(v) for k, v in columns.items()}
 
@@ -108,7 +110,8 @@ def main():
           f"{transitions['r_int'].size:,} transitions, {episodes} episodes ended, "
           f"mean intrinsic reward {transitions['r_int'].mean():.4g}")
     moves = [reward_sources(transitions, column=c) for c in ("phi_move", "predicted_move")]
-    print(f"  {'kind of transition':40s} {'reward':>8s} {'phi move':>9s} {'predicted':>9s}   (each: x its mean)")
+    header = f"{'kind of transition':40s} {'reward':>8s} {'phi move':>9s} {'predicted':>9s}"
+    print(f"  {header}   (each: x its mean)")
     for name, (ratio, count) in reward_sources(transitions).items():
         print(f"  {name:40s} {ratio:8.2f} {moves[0][name][0]:9.2f} {moves[1][name][0]:9.2f}   "
               f"({count:,} transitions)")
