@@ -9,10 +9,11 @@ error over seeds, the random agent dashed, the paper's curve as markers in the v
 points within the plotted frames, and a hollow marker at each run's budget), report.md and report.csv
 (per variant and game: our final score, the random agent, the paper's score interpolated at our budget
 and our ratio to it, the mix script's paper result after the paper's full budget; per game, whether the
-variants' order matches the paper's at that budget, where the paper's values are further apart than the
-fine reading's error, 3% of the game's panel: its highest point). Two-player Pong has no game score (its reward is
-removed): its runs are scored by ball returns per episode and shown with their episode length, each beside
-the random policy's (random_agent.csv's mean_ball_returns and mean_length).
+variants' order matches the paper's at that budget, over the pairs whose paper values are further apart
+than the fine reading's error: 3% of the game's panel, taken as its curves' highest point). Two-player
+Pong has no game score (its reward is removed): its runs are scored by ball returns per episode and
+shown with their episode length, each beside the random policy's (random_agent.csv's mean_ball_returns
+and mean_length).
 
 The paper's curves (benchmarks/paper_curves.csv: for RF and IDF the spec's finer reading at 10M, 30M and 50M
 frames, the by-eye one at 100M and 400M) start at 10M frames. Below that the paper's value is
@@ -293,7 +294,7 @@ def main():
                      f"{r['final_return']} +- {r['sem']}{unit} | {r['final_length']} | {random} | "
                      f"{r['paper_at_budget']} | {r['normalised']} | {r['hours']} | {final} |")
     verdicts = {True: "matches the paper's", False: "differs from the paper's",
-                "tied": "the paper's variants are within its reading's error of each other: no order to match"}
+                "tied": "the paper's variants are within its reading's error of each other: no order"}
     ordered = [f"- {env} at {frames:,} frames{f' ({tag})' if tag else ''}: {verdicts[same]}"
                for (env, frames, tag), same in order.items() if same is not None]
     if ordered:
