@@ -150,7 +150,7 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
     """The table's rows, one per (variant, env), and per (env, budget, tag) whether the scripts' order matches
     the paper's at that budget (None where fewer than two have a paper curve). Only runs of one tag are
     compared: a tag is a setting (a precision, a batch) that the runs of a variant share. `lengths` are the
-    runs' episode lengths, laid out as `runs`; `hours` the wall time of each (variant, env)."""
+    runs' episode lengths, laid out as `runs`; `hours` the wall time and machines of each (variant, env)."""
     table = []
     for (variant, env), seeds in sorted(runs.items()):
         mean, sem = mean_sem(final_scores(seeds))
@@ -172,7 +172,8 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
             random_length=random.get("mean_length", ""),
             paper_at_budget="" if at_budget is None else round(at_budget, 2),
             normalised="" if normalised is None else round(normalised, 2),
-            hours=(hours or {}).get((variant, env), ""),
+            hours=(hours or {}).get((variant, env), ("", ""))[0],
+            machine=(hours or {}).get((variant, env), ("", ""))[1],
             paper_final=final.get("mean_return", ""), paper_final_budget=final.get("budget", "")))
     order = {}  # scripts compared at one budget and one tag only
     for group in sorted({(r["env_id"], r["frames"], r["tag"]) for r in table}):
@@ -185,13 +186,17 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
 
 
 def wall_hours(status_dir: Path) -> dict:
-    """{(variant, env_id): hours} from run.py's status files: each run's wall time, over all its segments."""
+    """{(variant, env_id): (hours, machines)} from run.py's status files: each run's wall time, over all its
+    segments, summed over seeds, and what it ran on (the older status files, before run.py wrote it: "")."""
     hours = {}
     for path in status_dir.glob("*.json"):
         status = json.loads(path.read_text())
         variant = "__".join([status["script"], *([status["tag"]] if status.get("tag") else [])])
         key = (variant, status["env_id"])
-        hours[key] = round(hours.get(key, 0.0) + status["seconds"] / 3600, 2)  # summed over seeds
+        total, machines = hours.get(key, (0.0, ""))
+        names = [*filter(None, machines.split(" + ")), *status.get("machines", {})]
+        machines = " + ".join(dict.fromkeys(names))  # each once, in the order met
+        hours[key] = (round(total + status["seconds"] / 3600, 2), machines)
     return hours
 
 
@@ -282,17 +287,18 @@ def main():
              "score at 0 frames below its first point (10M frames): a rough yardstick. Normalised = (ours - "
              "random) / (paper - random): 0 is the random agent, 1 the paper. Length = mean episode length over "
              "the same iterations. Tag = a setting the run differs in (a precision, a batch). Hours = wall time "
-             "(run.py's status files).", "",
+             "and machine = what it ran on (run.py's status files; no machine where one predates it).", "",
              "| script | tag | game | seeds | frames | final score | length | random agent (length) "
-             "| paper at our budget | normalised | hours | paper, full budget |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+             "| paper at our budget | normalised | hours | machine | paper, full budget |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     for r in table:
         final = f"{r['paper_final']} ({r['paper_final_budget']})" if r["paper_final"] else ""
         random = f"{r['random_agent']} ({float(r['random_length']):.0f})" if r["random_length"] else r["random_agent"]
         unit = "" if r["score"] == "return" else f" {r['score'].replace('_', ' ')}"
         lines.append(f"| {r['script']} | {r['tag']} | {r['env_id']} | {r['seeds']} | {r['frames']:,} | "
                      f"{r['final_return']} +- {r['sem']}{unit} | {r['final_length']} | {random} | "
-                     f"{r['paper_at_budget']} | {r['normalised']} | {r['hours']} | {final} |")
+                     f"{r['paper_at_budget']} | {r['normalised']} | {r['hours']} | {r['machine']} | "
+                     f"{final} |")
     verdicts = {True: "matches the paper's", False: "differs from the paper's",
                 "tied": "the paper's variants are within its reading's error of each other: no order"}
     ordered = [f"- {env} at {frames:,} frames{f' ({tag})' if tag else ''}: {verdicts[same]}"

@@ -17,6 +17,7 @@ runs are listed at the end and the exit code is 1.
 import argparse
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -119,6 +120,24 @@ def command(run: dict, out: Path) -> list[str]:
             *run["extra"]]
 
 
+def machine() -> str:
+    """What a run's wall time was measured on, as the README's tables name it: the CPU's model and its fastest
+    bfloat16 unit (AMX, AVX-512 BF16, or AVX2 where bfloat16 is emulated), and the GPU where there is one."""
+    try:
+        info = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:  # not Linux
+        return platform.processor() or platform.machine()
+    fields = dict(line.split(":", 1) for line in reversed(info) if ":" in line)  # the first CPU's
+    field = {name.strip(): value.strip() for name, value in fields.items()}.get
+    flags = set(field("flags", "").split())
+    unit = next((u for flag, u in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 BF16"), ("avx2", "AVX2"))
+                 if flag in flags), None)
+    name = f"{field('model name') or platform.machine()}{f' with {unit}' if unit else ''}"
+    gpu = shutil.which("nvidia-smi") and subprocess.run(
+        ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True).stdout
+    return f"{name}, {gpu.splitlines()[0].strip()}" if gpu else name
+
+
 STOPPED = (129, 130, 143)  # a run's exit after it saved and stopped on SIGHUP, SIGINT or SIGTERM
 STOPPING = threading.Event()  # set once a run stops so: no further run starts
 
@@ -146,9 +165,13 @@ def execute(run: dict, out: Path) -> Optional[dict]:
     returncode = process.returncode
     if returncode in STOPPED:  # the run saved and stopped on a signal (a terminal's Ctrl-C
         STOPPING.set()  # reaches the runner too, but a runner started in the background ignores SIGINT)
-    earlier = json.loads(status_path.read_text())["seconds"] if checkpoints and status_path.exists() else 0.0
-    status = dict(key=key, returncode=returncode, seconds=round(earlier + time.time() - start, 1),
-                  command=command(run, out), executed=cmd, **run)  # seconds: the wall time of all its segments
+    earlier = json.loads(status_path.read_text()) if checkpoints and status_path.exists() else {}
+    seconds = round(time.time() - start, 1)
+    machines = earlier.get("machines", {})  # a run continued on another machine names both
+    here = machine()
+    machines[here] = round(machines.get(here, 0.0) + seconds, 1)
+    status = dict(key=key, returncode=returncode, seconds=round(earlier.get("seconds", 0.0) + seconds, 1),
+                  machines=machines, command=command(run, out), executed=cmd, **run)  # over all its segments
     status_path.write_text(json.dumps(status, indent=1))
     return status
 

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,6 +103,13 @@ def test_a_stopped_run_stops_the_grid_after_it_saves_and_the_same_command_goes_o
     assert "resuming after iteration" in log.read_text() and "iter 8/8" in log.read_text()
     status = json.loads((out / "status" / f"{key}.json").read_text())
     assert status["seconds"] > first["seconds"]  # wall time over both segments
+    ((here, seconds),) = status["machines"].items()  # both segments on this machine, named as the README does
+    assert here.startswith(first_cpu_model()) and seconds == pytest.approx(status["seconds"], abs=0.2)
+
+
+def first_cpu_model():
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    return next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
 
 
 def test_a_run_tagged_on_the_command_line_keeps_its_own_key_and_only_picks_it(tmp_path):
@@ -134,9 +142,11 @@ def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
     random_csv = tmp_path / "random.csv"
     random_csv.write_text("env_id,episodes,mean_return,std_return,mean_length\nPongNoFrameskip-v4,10,-20.7,0.5,800\n")
     (tmp_path / "r" / "status").mkdir()
+    machines = ({"CPU A": 1800}, {"CPU A": 600, "CPU B": 3000})  # seed 2 continued on another machine
     for seed, seconds in ((1, 1800), (2, 3600)):  # run.py's status files: the wall time of each run
         (tmp_path / "r" / "status" / f"curiosity_rf__PongNoFrameskip-v4__s{seed}.json").write_text(json.dumps(
-            dict(script="curiosity_rf", env_id="PongNoFrameskip-v4", seed=seed, tag=None, seconds=seconds)))
+            dict(script="curiosity_rf", env_id="PongNoFrameskip-v4", seed=seed, tag=None, seconds=seconds,
+                 machines=machines[seed - 1])))
     result = bench("report", "--name", "r", "--results-dir", str(tmp_path), "--random-agent", str(random_csv))
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "r" / "report.csv") as f:
@@ -153,8 +163,10 @@ def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
         assert rows[script]["final_length"] == "187" and rows[script]["random_length"] == "800"  # of 137 and 237
         assert rows[script]["tag"] == ""
     assert rows["curiosity_rf"]["hours"] == "1.5" and rows["curiosity_idf"]["hours"] == ""  # two seeds' runs
+    assert rows["curiosity_rf"]["machine"] == "CPU A + CPU B" and rows["curiosity_idf"]["machine"] == ""
     report = (tmp_path / "r" / "report.md").read_text()
     assert "| curiosity_rf |  | PongNoFrameskip-v4 | 2 | 80,000 |" in report and "| -20.7 (800) |" in report
+    assert "| 1.5 | CPU A + CPU B |" in report
     assert "PongNoFrameskip-v4 at 80,000 frames:" in report  # the order of the two variants is judged
     assert (tmp_path / "r" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
