@@ -109,6 +109,10 @@ def main():
     print(f"{checkpoint['script']} on {checkpoint['args']['env_id']} at step {checkpoint['global_step']:,}: "
           f"{transitions['r_int'].size:,} transitions, {episodes} episodes ended, "
           f"mean intrinsic reward {transitions['r_int'].mean():.4g}")
+    # Persistence, phi(o_{t+1}) predicted as phi(o_t), is the forward model's first yardstick: a loss that
+    # falls from its initial value can still be no better than it (pixels: a stack whose frames only shift).
+    print(f"  the forward model's error against predicting no change, phi(o_t): "
+          f"{transitions['r_int'].mean():.4g} against {transitions['phi_move'].mean():.4g}")
     moves = [reward_sources(transitions, column=c) for c in ("phi_move", "predicted_move")]
     header = f"{'kind of transition':40s} {'reward':>8s} {'phi move':>9s} {'predicted':>9s}"
     print(f"  {header}   (each: x its mean)")
