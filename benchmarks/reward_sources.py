@@ -12,6 +12,8 @@ Beside it, the same ratios for why a kind surprises the forward model: how far p
 |phi(o_{t+1}) - phi(o_t)|^2, and how far the forward model predicted it to move, |f(phi(o_t), a_t) -
 phi(o_t)|^2 (means over the feature dims). A kind with a large phi move and a small predicted one is
 one the forward model cannot foresee from the action: IDF's lost life on SpaceInvaders, 26x the mean.
+First it prints the forward model's mean error beside the error of predicting no change, phi(o_{t+1})
+= phi(o_t): a forward model that does not beat it predicts no better than "nothing moves".
 
 Kinds (a transition may be of several): the episode's end (game over, or the cap: the next
 observation is already the next episode's first), the first 3 steps of an episode (stacks still
