@@ -80,13 +80,13 @@ class Args:
 
     # Env
     env_id: str = "BreakoutNoFrameskip-v4"
-    """`XxxNoFrameskip-v4` (no sticky actions, the paper's setting) or `ALE/Xxx-v5` (sticky actions 0.25);
-    or, through stable-retro, `SuperMarioBros-Nes-v0` (level 1-1, your own ROM) or `Pong-Atari2600-v0`
-    (the paper's two-player Pong: one policy plays both paddles, the game's reward removed)"""
+    """`XxxNoFrameskip-v4` (no sticky actions, the paper's setting) or `ALE/Xxx-v5` (sticky actions 0.25); or
+    any gymnasium world with image observations and discrete actions, `module:Id` to import its module first
+    (the paper's other worlds: `benchmarks.worlds:TwoPlayerPong-v0`, `...:Mario-v0`, `...:Maze-v0`, README)"""
     num_envs: int = 128
     """parallel environments N"""
     max_episode_steps: int = 4500
-    """episode cap in agent steps (18,000 frames) on Atari; the retro worlds have none, as in the reference"""
+    """episode cap in agent steps (18,000 frames) on Atari; any other world keeps its own"""
     obs_norm_steps: int = 10_000
     """random-agent steps, summed over envs, that estimate the observation mean and std"""
     obs_norm_envs: int = 8
@@ -152,16 +152,16 @@ class Args:
 # ---------------------------------------------------------------------------------------------------------
 # Env: ALE's vector env with the reference preprocessing (spec section 3)
 # ---------------------------------------------------------------------------------------------------------
-def ale_game(env_id: str) -> tuple[str, float]:
-    """ROM name and sticky-action probability of a gymnasium Atari id; stops with a hint on any other id."""
+def ale_game(env_id: str) -> Optional[tuple[str, float]]:
+    """ROM name and sticky-action probability of an Atari id, or None; stops on an id naming no game."""
     match = re.fullmatch(r"(\w+)NoFrameskip-v4", env_id) or re.fullmatch(r"ALE/(\w+)-v5", env_id)
+    if match is None:
+        return None
     roms = {rom.title().replace("_", ""): rom for rom in ale_py.roms.get_all_rom_ids()}  # ale_py's names
-    if match is None or match.group(1) not in roms:
+    if match.group(1) not in roms:
         raise SystemExit(
             f"error: --env-id {env_id!r} names no Atari game; use e.g. BreakoutNoFrameskip-v4 "
-            "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25), or a retro "
-            f"world: {', '.join(RETRO_WORLDS)}"
-        )
+            "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25)")
     return roms[match.group(1)], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
 
 
@@ -181,7 +181,9 @@ class FrameStack:
 
     def reset(self, seed):
         """Seeds env i with seed + i, or with seed[i] given a list."""
-        frames, info = self.envs.reset(seed=seed if isinstance(seed, int) else np.array(seed))  # (N, 1, H, W)
+        if isinstance(self.envs, ale_py.AtariVectorEnv) and not isinstance(seed, int):
+            seed = np.array(seed)  # (ALE's takes an array; gymnasium's hands each env a Python int of a list)
+        frames, info = self.envs.reset(seed=seed)  # (N, 1, H, W)
         self.stack = np.repeat(frames, self.num_frames, axis=1)
         return self.stack, info
 
@@ -198,16 +200,16 @@ class FrameStack:
 
 
 def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> FrameStack:
-    """ALE's C++ vector env with the reference preprocessing (spec section 3), or for a retro world one
-    process an env (stable-retro runs one emulator a process); stacked by FrameStack."""
-    if env_id in RETRO_WORLDS:  # same-step autoreset too; the ended episode's info goes in "final_info"
+    """An Atari id: ALE's C++ vector env with the reference preprocessing (spec section 3); any other id: a
+    gymnasium world, an env a process, its images as 84x84 grey frames (grey_frame). Stacked by FrameStack."""
+    if (atari := ale_game(env_id)) is None:  # the ended episode's last info goes in info["final_info"]
         gc.freeze()  # the env processes are forked from this one: frozen, its objects are never copied into
         # them by their garbage collector (measured, 128 Pong envs and the trainer: 12.4 GiB PSS; frozen, 2.7)
-        envs = gym.vector.AsyncVectorEnv([partial(RetroWorld, env_id)] * num_envs,
+        envs = gym.vector.AsyncVectorEnv([partial(make_world, env_id, os.getpid())] * num_envs,
                                          autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
         gc.unfreeze()
         return FrameStack(envs)
-    game, sticky = ale_game(env_id)
+    game, sticky = atari
     return FrameStack(ale_py.AtariVectorEnv(
         game, num_envs, frameskip=4, maxpool=True, grayscale=True, img_height=84, img_width=84,
         stack_num=1, noop_max=30, repeat_action_probability=sticky,
@@ -219,142 +221,42 @@ def make_envs(env_id: str, num_envs: int, max_episode_steps: int) -> FrameStack:
     ))
 
 
-# The paper's stable-retro worlds, by id: the players the policy controls. As the reference's wrappers.py
-# builds them (make_mario_env, make_multi_pong), from stable-retro's default states: level 1-1 and "Start.2P"
-RETRO_WORLDS = {"SuperMarioBros-Nes-v0": 1, "Pong-Atari2600-v0": 2}
+def grey_frame(image: np.ndarray) -> np.ndarray:
+    """A world's image, of any size, grey or RGB, as an 84x84 grey frame (1, 84, 84), made as the reference's
+    ProcessFrame84 makes one: grey = 0.299 R + 0.587 G + 0.114 B in float, resized by PIL's bilinear filter
+    (which averages over the source pixels when it shrinks), then truncated to uint8."""
+    grey = np.asarray(image, np.float32)
+    if grey.ndim == 3:  # (H, W, 1) grey, (H, W, 3) RGB or (H, W, 4) RGBA
+        grey = grey[..., 0] if grey.shape[-1] == 1 else grey[..., :3] @ np.float32([0.299, 0.587, 0.114])
+    return np.array(PIL.Image.fromarray(grey).resize((84, 84), PIL.Image.BILINEAR), np.uint8)[None]
 
 
-def check_retro_world(env_id: str) -> None:
-    """Stops with one line without stable-retro or the game's ROM; Pong's ROM it imports from ale-py's."""
+def make_world(env_id: str, parent: int) -> gym.Env:
+    """One env of a gymnasium world, its frames made by grey_frame. In an env process (gymnasium makes one in
+    `parent` too) SIGTERM ends it again, so that any exit of the parent ends it; Ctrl-C stays the parent's."""
+    if os.getpid() != parent:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    frames = gym.spaces.Box(0, 255, (1, 84, 84), np.uint8)
+    return gym.wrappers.TransformObservation(gym.make(env_id), grey_frame, frames)
+
+
+def check_world(env_id: str) -> None:
+    """Stops with one line unless env_id makes a world of images and discrete actions (made once, here)."""
     try:
-        import stable_retro
-    except ImportError:
-        raise SystemExit(f"error: --env-id {env_id} runs on stable-retro, which is not installed: "
-                         "pip install stable-retro")
-    with contextlib.suppress(FileNotFoundError):
-        stable_retro.data.get_romfile_path(env_id)
-        return
-    if env_id != "Pong-Atari2600-v0":
-        raise SystemExit(f"error: stable-retro has no ROM for {env_id}: Nintendo's ROM ships in no package; "
-                         "import your copy with python -m stable_retro.import FOLDER_WITH_IT")
-    source = ale_py.roms.get_rom_path("pong")  # the ROM stable-retro knows: its hash is in rom.sha
-    rom = os.path.join(os.path.dirname(stable_retro.data.get_file_path(env_id, "rom.sha")), "rom.a26")
-    try:  # written whole, then renamed: a torchrun process beside this one never reads half a ROM
-        shutil.copyfile(source, f"{rom}.{os.getpid()}")
-        os.replace(f"{rom}.{os.getpid()}", rom)
-    except OSError as err:
-        raise SystemExit(f"error: cannot import Pong's ROM into stable-retro ({err.strerror}); run python -m "
-                         "stable_retro.import on ale-py's roms folder as a user who can write there")
-    print(f"imported Pong's ROM into stable-retro from ale-py's {os.path.basename(source)}", flush=True)
-
-
-def retro_actions(buttons: list, players: int) -> list[tuple]:
-    """The reference's action tables, as tuples of the buttons pressed (indices into the emulator's mask).
-    NES (LimitedDiscreteActions): no-op, up, down, left, right; B, A, B+A; left or right with each of
-    those three: 14. Atari 2600 (RetroALEActions): per player no-op, fire, up, down, left, right, and
-    every combination of the players' (player 1's choice major): 6 x 6 = 36 for two players."""
-    index = {name: i for i, name in enumerate(buttons) if name}
-    if "A" in index:
-        arrows = [(), *((index[name],) for name in ("UP", "DOWN", "LEFT", "RIGHT"))]
-        jumps = [(index["B"],), (index["A"],), (index["B"], index["A"])]
-        return arrows + jumps + [arrow + jump for arrow in arrows[-2:] for jump in jumps]
-    one = [(), *((index[name],) for name in ("BUTTON", "UP", "DOWN", "LEFT", "RIGHT"))]
-    table = [()]
-    for player in range(players):
-        table = [taken + tuple(i + player * len(buttons) for i in b) for taken in table for b in one]
-    return table
-
-
-class MarioProgress:
-    """The reference's MarioXReward, per frame: the reward is how far right of his furthest x in this level
-    Mario got (x = xscrollHi * 256 + xscrollLo), 0 on a frame that changes the level. The episode's sum is
-    its x distance (the paper's Mario "return"); the levels it visited are counted, 1-1 included."""
-
-    def __init__(self):
-        self.level, self.max_x, self.x_distance, self.levels = (0, 0), 0, 0, {(0, 0)}
-
-    def update(self, info: dict) -> float:
-        level, x = (info["levelLo"], info["levelHi"]), info["xscrollHi"] * 256 + info["xscrollLo"]
-        if level != self.level:
-            self.level, self.max_x = level, 0
-            self.levels.add(level)
-            return 0.0
-        progress = max(x - self.max_x, 0)
-        self.max_x += progress
-        self.x_distance += progress
-        return float(progress)
-
-    def info(self) -> dict:
-        return {"x_distance": self.x_distance, "levels": len(self.levels)}
-
-
-class BallReturns:
-    """Two-player Pong's rallies, per frame: a return is the ball's horizontal direction reversing (it does
-    so only at a paddle); a serve, the ball reappearing mid-court 75 pixels away, starts a new point. The
-    reward is none: the reference removes the game's (NoReward)."""
-
-    def __init__(self):
-        self.x, self.direction, self.returns = None, 0, 0
-
-    def update(self, info: dict) -> float:
-        dx = 0 if self.x is None else info["ball_x"] - self.x  # in play the ball moves 1 pixel a frame
-        self.x = info["ball_x"]
-        if abs(dx) > 8:
-            self.direction = 0
-        elif dx:
-            direction = 1 if dx > 0 else -1
-            self.returns += self.direction == -direction
-            self.direction = direction
-        return 0.0
-
-    def info(self) -> dict:
-        return {"ball_returns": self.returns}
-
-
-EPISODE_METRICS = ("x_distance", "levels", "ball_returns")  # the counters' info, logged per episode
-
-
-class RetroWorld(gym.Wrapper):
-    """One env of a retro world as the reference makes it: its discrete actions (retro_actions), each held
-    for 4 frames with the rewards summed (FrameSkip: no max over frames), the frame in grey resized to
-    84x84 by PIL's bilinear filter (ProcessFrame84; Mario's to 84x110, then rows 18-101 kept), the reward
-    and episode counters of MarioProgress or BallReturns in `info`; no episode limit."""
-
-    def __init__(self, env_id: str):
-        import stable_retro
-
-        super().__init__(stable_retro.make(env_id, players=RETRO_WORLDS[env_id], render_mode=None))
-        self.actions = retro_actions(self.unwrapped.buttons, RETRO_WORLDS[env_id])
-        self.action_space = gym.spaces.Discrete(len(self.actions))
-        self.observation_space = gym.spaces.Box(0, 255, (1, 84, 84), np.uint8)
-        self.mario = env_id.startswith("SuperMarioBros")
-
-    def frame(self, rgb: np.ndarray) -> np.ndarray:
-        rgb = rgb.astype(np.float32)
-        grey = PIL.Image.fromarray(rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114)
-        frame = np.array(grey.resize((84, 110 if self.mario else 84), PIL.Image.BILINEAR), np.uint8)
-        return (frame[18:102] if self.mario else frame)[None]
-
-    def reset(self, *, seed=None, options=None):
-        rgb, _ = self.env.reset(seed=None if seed is None else int(seed))  # (a numpy int is refused)
-        self.counter = MarioProgress() if self.mario else BallReturns()
-        return self.frame(rgb), self.counter.info()
-
-    def step(self, action):
-        buttons = np.zeros(self.env.action_space.n, np.int8)
-        buttons[list(self.actions[action])] = 1
-        reward = 0.0
-        for _ in range(4):
-            rgb, _, terminated, truncated, info = self.env.step(buttons)
-            reward += self.counter.update(info)
-            if terminated or truncated:
-                break
-        return self.frame(rgb), reward, terminated, truncated, self.counter.info()
+        with gym.make(env_id) as env:
+            space, actions = env.observation_space, env.action_space
+    except Exception as err:
+        why = (str(err).strip() or type(err).__name__).splitlines()[0]
+        raise SystemExit(f"error: --env-id {env_id!r} is no Atari game, and gymnasium cannot make it: {why}")
+    image = isinstance(space, gym.spaces.Box) and space.dtype == np.uint8 and len(space.shape) in (2, 3)
+    if not (image and space.shape[2:] in ((), (1,), (3,), (4,)) and isinstance(actions, gym.spaces.Discrete)):
+        raise SystemExit(f"error: --env-id {env_id} has observations {space} and actions {actions}; these "
+                         "scripts take images (uint8, H x W, grey or RGB) and discrete actions")
 
 
 class EpisodeStats:
-    """Raw game score and length of every episode, counted here from unclipped rewards, and a retro world's
-    counters (EPISODE_METRICS) at each episode's end."""
+    """Raw game score and length of every episode, counted here from unclipped rewards, and a world's
+    counters: every number in the `info` of an episode's last step (ball returns, goal reached)."""
 
     def __init__(self, num_envs: int):
         self.returns = np.zeros(num_envs)
@@ -373,16 +275,18 @@ class EpisodeStats:
         self.recent_returns.extend(finished[0])
         self.finished_returns.extend(finished[0])
         self.finished_lengths.extend(finished[1])
-        for name in EPISODE_METRICS if info and "final_info" in info else ():  # (same-step autoreset)
-            if name in info["final_info"]:
-                self.finished_metrics.setdefault(name, []).extend(info["final_info"][name][done].tolist())
+        final = info.get("final_info", {}) if info else {}  # (same-step autoreset: the ended episodes' info)
+        for name, values in final.items():  # arrays over envs; "_name" marks the envs whose info had name
+            if not name.startswith("_") and np.ndim(values) == 1:  # (numpy's bools arrive as objects)
+                ended = np.asarray(values[done & final[f"_{name}"]].tolist())
+                if ended.dtype.kind in "biuf":
+                    self.finished_metrics.setdefault(name, []).extend(ended.tolist())
         returns[done] = 0
         lengths[done] = 0
         return finished
 
     def log(self) -> dict:
-        """Mean score, length and counters of the episodes ended since the last call, in every torchrun
-        process."""
+        """Mean score, length and counters of the episodes ended since the last call, in every process."""
         returns, lengths, metrics = self.finished_returns, self.finished_lengths, self.finished_metrics
         self.finished_returns, self.finished_lengths, self.finished_metrics = [], [], {}
         gathered, rank = all_gather((returns, lengths, metrics))  # every process's, in rank order
@@ -392,8 +296,7 @@ class EpisodeStats:
         lengths = [n for _, rank_lengths, _ in gathered for n in rank_lengths]
         if not returns:
             return {}
-        counters = {name: [v for *_, rank_metrics in gathered for v in rank_metrics.get(name, [])]
-                    for name in EPISODE_METRICS}
+        counters = {k: [v for *_, m in gathered for v in m.get(k, [])] for *_, ms in gathered for k in ms}
         return {"charts/episodic_return": float(np.mean(returns)),
                 "charts/episodic_length": float(np.mean(lengths)),
                 **{f"charts/{name}": float(np.mean(values)) for name, values in counters.items() if values}}
@@ -796,7 +699,7 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
     if args.capture_video and importlib.util.find_spec("av") is None:
         raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
                          "or drop the flag")
-    check_retro_world(args.env_id) if args.env_id in RETRO_WORLDS else ale_game(args.env_id)
+    ale_game(args.env_id) or check_world(args.env_id)
     if checkpoint is None:
         return
     for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
@@ -821,9 +724,9 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
 
 
 ENV_BYTES = 2 * 2**20  # one emulator of ale_py's vector env and its frame stack (1.3 MiB on Breakout)
-# one stable-retro env, a process of its own forked from this one (make_envs): measured, 128 two-player
-# Pong envs beside the training process, 2.74 GiB of PSS in all, about 10 MiB an env
-RETRO_ENV_BYTES = 16 * 2**20
+# one env of a gymnasium world, a process of its own forked from this one (make_envs): measured, PSS of all
+# processes less the trainer's, about 10 MiB an env of two-player Pong and 70 MiB of the maze (MiniWorld)
+WORLD_ENV_BYTES = 64 * 2**20
 
 
 def memory_needed(args: Args) -> dict:
@@ -837,7 +740,7 @@ def memory_needed(args: Args) -> dict:
     frames, emulators = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84, args.num_envs + args.obs_norm_envs
     return {"--num-envs x --num-steps (the rollout's frames)": frames,
             "--num-envs and --obs-norm-envs (the emulators)":
-                emulators * (RETRO_ENV_BYTES if args.env_id in RETRO_WORLDS else ENV_BYTES),
+                emulators * (ENV_BYTES if ale_game(args.env_id) else WORLD_ENV_BYTES),
             "--feature-dim (the networks)": 6 * 4 * weights}
 
 
@@ -942,7 +845,7 @@ def open_run_dir(args: Args, rank: int) -> tuple[str, str]:
     --resume the checkpoint's. Rank 0 holds an OS lock on it while it runs (the kernel drops it at exit,
     even at kill -9): a second process on the same run stops with one line. A new run that ends before its
     first iteration has finished leaves nothing."""
-    names = [f"{args.env_id.replace('/', '-')}__{args.exp_name}__{args.seed}__{int(time.time())}"]
+    names = [f"{re.sub('[/:]', '-', args.env_id)}__{args.exp_name}__{args.seed}__{int(time.time())}"]
     if dist.is_initialized():
         dist.broadcast_object_list(names, src=0)
     run_dir = os.path.join(args.log_dir, names[0])
@@ -1023,7 +926,7 @@ def restore(checkpoint: Optional[dict], rank: int, args: Args, networks: dict, o
             reward_rms: RunningMeanStd, reward_filter: RewardForwardFilter, episodes: EpisodeStats, rng,
             device) -> tuple[int, dict]:
     """Puts the checkpoint's state into the new run's objects: everything that decides what comes next
-    except the envs (neither ALE nor stable-retro can save them exactly). Returns its global step and this
+    except the envs (ALE and the other worlds cannot save them exactly). Returns its global step and this
     process's part (0 and {} without a checkpoint)."""
     if checkpoint is None:
         return 0, {}

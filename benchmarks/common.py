@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(1, str(ROOT))  # so that gymnasium imports `benchmarks.worlds:...` ids here as the scripts do
 SCRIPTS = sorted(p.stem for p in ROOT.glob("curiosity_*.py"))
 
 

@@ -3,9 +3,10 @@
     python benchmarks/random_agent.py                       # the paper's games, 30 episodes each
     python benchmarks/random_agent.py --env-ids PongNoFrameskip-v4 --episodes 10
 
-Uses the scripts' own env (same preprocessing, 4500-step cap, sticky-action rule) and their own
-episode statistics (raw, unclipped game score; a retro world's counters too, such as two-player Pong's
-ball returns, as mean_COUNTER). Adds its rows to the CSV that `report.py` reads, replacing those of the
+Uses the scripts' own env (same preprocessing, 4500-step cap, sticky-action rule; any gymnasium world
+through the same door, e.g. benchmarks.worlds:Maze-v0) and their own episode statistics (raw, unclipped
+game score; a world's counters too, such as two-player Pong's ball returns or the maze's goal_reached, as
+mean_COUNTER). Adds its rows to the CSV that `report.py` reads, replacing those of the
 same games and keeping the others.
 """
 import argparse
@@ -21,7 +22,7 @@ PAPER_GAMES = ["Breakout", "BeamRider", "MontezumaRevenge", "Pong", "Qbert", "Ri
 
 
 def random_agent(env_id: str, episodes: int, num_envs: int, seed: int, max_episode_steps: int = 4500):
-    """Returns, lengths and counters ({name: values}, a retro world's) of a uniform random agent's episodes:
+    """Returns, lengths and counters ({name: values}, a world's) of a uniform random agent's episodes:
     the first ceil(episodes / num_envs) of every env, so that short episodes are not over-counted by
     stopping at the first ones to end."""
     rf = load_script("curiosity_rf")
@@ -30,15 +31,18 @@ def random_agent(env_id: str, episodes: int, num_envs: int, seed: int, max_episo
     stats, rng = rf.EpisodeStats(num_envs), np.random.default_rng(seed)
     per_env = -(-episodes // num_envs)
     returns, lengths = [[] for _ in range(num_envs)], [[] for _ in range(num_envs)]
-    counters = {name: [[] for _ in range(num_envs)] for name in rf.EPISODE_METRICS}
+    counters = {}  # every number in the info of an episode's last step, as the scripts log them
     while min(map(len, returns)) < per_env:
         _, reward, terminated, truncated, info = envs.step(rng.integers(envs.single_action_space.n, size=num_envs))
         done = np.flatnonzero(terminated | truncated)
         for env, ret, length in zip(done, *stats.update(reward, terminated, truncated)):
             returns[env].append(ret)
             lengths[env].append(length)
-            for name in counters.keys() & info.get("final_info", {}).keys():
-                counters[name][env].append(info["final_info"][name][env])
+            final = info.get("final_info", {})
+            for name, values in final.items():  # (numpy's bools arrive in object arrays)
+                value = np.asarray(values[env] if np.ndim(values) == 1 else None)
+                if not name.startswith("_") and final[f"_{name}"][env] and value.dtype.kind in "biuf":
+                    counters.setdefault(name, [[] for _ in range(num_envs)])[env].append(value.item())
     envs.close()
     first = lambda per_env_values: np.concatenate([v[:per_env] for v in per_env_values])  # noqa: E731
     return first(returns), first(lengths), {name: first(v) for name, v in counters.items() if any(v)}

@@ -40,7 +40,8 @@ FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of 
 def metrics_of(env_id: str) -> tuple:
     """What a game's panels show, its score first. Two-player Pong's reward is removed and its score always 0:
     the paper's claim there is that rallies get longer, so it is scored by ball returns, shown with length."""
-    return ("ball_returns", "length") if env_id == "Pong-Atari2600-v0" else ("return",)
+    two_player_pong = ("Pong-Atari2600-v0", "benchmarks.worlds-TwoPlayerPong-v0")  # (the id before and after
+    return ("ball_returns", "length") if env_id in two_player_pong else ("return",)  # the worlds module)
 
 
 def read_runs(runs_dir: Path, scalar: str = TAGS["return"]) -> dict:

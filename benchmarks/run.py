@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -108,7 +109,7 @@ def grid(scripts, env_ids, seeds, frames, extra, tag=None, then=None):
 
 def run_key(run: dict) -> str:
     tag = f"__{run['tag']}" if run.get("tag") else ""
-    return f"{run['script']}__{run['env_id'].replace('/', '-')}__s{run['seed']}{tag}"
+    return f"{run['script']}__{re.sub('[/:]', '-', run['env_id'])}__s{run['seed']}{tag}"
 
 
 def command(run: dict, out: Path) -> list[str]:

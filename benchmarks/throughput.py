@@ -7,7 +7,7 @@ For each script: the env-only SPS (the same ALE vector env stepping random actio
 before the script runs, so both see the same machine load), the script's training SPS (agent steps
 per second of whole iterations, the first one left out as warm-up), their ratio, seconds per
 iteration, the peak RSS of the training process and the peak memory of it and every process it
-started (PSS: shared pages split among the processes sharing them; a retro world runs each env in a
+started (PSS: shared pages split among the processes sharing them; a gymnasium world runs each env in a
 process of its own). Arguments after `--` go to every script.
 """
 import argparse

@@ -397,8 +397,8 @@ def test_the_memory_estimate_builds_every_network_without_allocating_it(name, mo
     needs = script.memory_needed(script.Args())
     assert needs["--num-envs x --num-steps (the rollout's frames)"] == 129 * 128 * 4 * 84 * 84
     assert needs["--num-envs and --obs-norm-envs (the emulators)"] == (128 + 8) * script.ENV_BYTES
-    retro = script.memory_needed(script.Args(env_id="Pong-Atari2600-v0"))  # a process an env
-    assert retro["--num-envs and --obs-norm-envs (the emulators)"] == (128 + 8) * script.RETRO_ENV_BYTES
+    world = script.memory_needed(script.Args(env_id="benchmarks.worlds:TwoPlayerPong-v0"))  # a process an env
+    assert world["--num-envs and --obs-norm-envs (the emulators)"] == (128 + 8) * script.WORLD_ENV_BYTES
     networks = (script.Policy(36), script.Features(512, 36), script.ForwardModel(512, 36))  # two-player Pong
     assert needs["--feature-dim (the networks)"] == 24 * sum(p.numel() for n in networks for p in n.parameters())
     huge = script.memory_needed(script.Args(feature_dim=2**16))["--feature-dim (the networks)"]  # on meta: free

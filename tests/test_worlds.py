@@ -1,7 +1,10 @@
-"""The paper's stable-retro worlds (README, "Mario and two-player Pong"): the reference's action tables,
-frames and counters, the one-line errors, and two-player Pong trained, resumed, scored, filmed and run under
-torchrun by every script. Pong's ROM comes from ale-py; no Mario ROM is here, so Mario's counters are
-checked on a replayed sequence of its RAM values."""
+"""Any gymnasium world through every script's one door (README, "Worlds"), and the paper's worlds of
+benchmarks/worlds.py: the door on a toy image world registered here (odd size, RGB, counters in `info`) and
+its one-line refusals; the maze (goal reward and episode end, the TV switched only by its action and only
+near it, a seed repeating an episode, its frames the same in env processes); the retro worlds (the
+reference's action tables, frames and counters, the one-line errors, and two-player Pong trained, resumed,
+scored, filmed and run under torchrun by every script). Pong's ROM comes from ale-py; no Mario ROM is here,
+so Mario's counters are checked on a replayed sequence of its RAM values."""
 import gc
 import itertools
 import os
@@ -17,12 +20,189 @@ from PIL import Image
 from conftest import ROOT, reference_frame_stack, read_scalars, run_script
 from test_long_runs import SCRIPTS, assert_one_line_error, checkpoint_of
 
+sys.path.insert(0, str(ROOT))  # so that `benchmarks.worlds` imports here as the scripts import it
+worlds = pytest.importorskip("benchmarks.worlds")
 stable_retro = pytest.importorskip("stable_retro")
-PONG, MARIO = "Pong-Atari2600-v0", "SuperMarioBros-Nes-v0"
+PONG, MARIO = "benchmarks.worlds:TwoPlayerPong-v0", "benchmarks.worlds:Mario-v0"
 TINY_PONG = ["--env-id", PONG, "--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2",
              "--update-epochs", "2", "--obs-norm-steps", "64", "--obs-norm-envs", "2", "--total-timesteps", "128"]
 NES = ["B", None, "SELECT", "START", "UP", "DOWN", "LEFT", "RIGHT", "A"]
 ATARI_2600 = ["BUTTON", None, "SELECT", "RESET", "UP", "DOWN", "LEFT", "RIGHT"]
+
+
+class ToyWorld(gym.Env):
+    """50x70 RGB frames of noise drawn from the seed, the episode and the step, 3 actions, episodes of 3
+    steps; in `info` two counters (how often action 2 was taken, and whether twice) and a string, which is
+    no counter."""
+
+    observation_space = gym.spaces.Box(0, 255, (50, 70, 3), np.uint8)
+    action_space = gym.spaces.Discrete(3)
+
+    def image(self) -> np.ndarray:
+        return frame_of(self.seed, self.episode, self.t)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        assert seed is None or type(seed) is int  # gymnasium's rule (its vector env hands out numpy ints)
+        if seed is not None:
+            self.seed, self.episode = seed, -1
+        self.episode, self.t, self.twos = self.episode + 1, 0, 0
+        return self.image(), {"twos": 0, "won": False, "label": "start"}
+
+    def step(self, action):
+        self.t += 1
+        self.twos += action == 2
+        return self.image(), 1.0, self.t == 3, False, {"twos": self.twos, "won": self.twos >= 2, "label": "x"}
+
+
+class VectorWorld(ToyWorld):
+    observation_space = gym.spaces.Box(-1, 1, (4,), np.float32)
+
+
+gym.register("ToyImage-v0", entry_point=ToyWorld)
+gym.register("ToyVector-v0", entry_point=VectorWorld)
+
+
+def frame_of(seed: int, episode: int, t: int) -> np.ndarray:
+    return np.random.default_rng([seed, episode, t]).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+
+
+def reference_process_frame(rgb, crop=False):
+    """wrappers.py's ProcessFrame84.process."""
+    img = rgb.astype(np.float32)
+    img = img[:, :, 0] * 0.299 + img[:, :, 1] * 0.587 + img[:, :, 2] * 0.114
+    resized = np.array(Image.fromarray(img).resize((84, 110 if crop else 84), resample=Image.BILINEAR),
+                       dtype=np.uint8)
+    return resized[18:102, :] if crop else resized
+
+
+def test_the_door_makes_any_image_world_the_references_grey_frames_stacked_and_logs_its_counters(rf):
+    envs = rf.make_envs("ToyImage-v0", 2, max_episode_steps=4500)  # an env process each
+    assert envs.single_observation_space.shape == (4, 84, 84) and envs.single_action_space.n == 3
+    def expected(seed, episode, t):
+        return reference_process_frame(frame_of(seed, episode, t))[None]
+
+    obs, _ = envs.reset(seed=[5, 9])
+    np.testing.assert_array_equal(obs[1], np.concatenate([expected(9, 0, 0)] * 4))
+    stats, frames, dones, stacks = rf.EpisodeStats(2), [obs[:, -1:]], [], [obs]
+    for t, actions in enumerate([[2, 0], [2, 2], [1, 0], [0, 0]]):  # env 0 takes action 2 twice, env 1 once
+        obs, rewards, terminated, truncated, info = envs.step(np.array(actions))
+        stats.update(rewards, terminated, truncated, info)
+        frames.append(obs[:, -1:])
+        dones.append(terminated | truncated)
+        stacks.append(obs)
+        if t < 2:
+            np.testing.assert_array_equal(obs[0, -1:], expected(5, 0, t + 1))
+    assert [d.tolist() for d in dones] == [[False, False], [False, False], [True, True], [False, False]]
+    np.testing.assert_array_equal(np.array(stacks), reference_frame_stack(frames, dones))
+    np.testing.assert_array_equal(stacks[3][0], np.concatenate([expected(5, 1, 0)] * 4))  # the next episode
+    logged = stats.log()  # the counters of the episode's last step, by name; the string is left out
+    assert logged == {"charts/episodic_return": 3.0, "charts/episodic_length": 3.0, "charts/twos": 1.5,
+                      "charts/won": 0.5}
+    envs.close()
+
+
+def test_a_world_the_door_cannot_take_stops_with_one_line(rf):
+    with pytest.raises(SystemExit, match=r"^error: --env-id ToyVector-v0 has observations Box\(-1.0, 1.0, "
+                                         r"\(4,\), float32\) .*; these scripts take images"):
+        rf.check_world("ToyVector-v0")
+    rf.check_world("ToyImage-v0")  # passes
+    result = run_script("curiosity_rf", "--env-id", "CartPole-v1")  # a real gymnasium world, not of images
+    assert_one_line_error(result, "--env-id CartPole-v1 has observations Box(", "take images (uint8")
+    result = run_script("curiosity_idf", "--env-id", "NoSuchWorld-v0")
+    assert_one_line_error(result, "'NoSuchWorld-v0' is no Atari game, and gymnasium cannot make it: "
+                                  "Environment `NoSuchWorld` doesn't exist")
+    result = run_script("curiosity_vae", "--env-id", "no_such_module:World-v0")
+    assert_one_line_error(result, "No module named 'no_such_module'")
+    result = run_script("curiosity_rf", "--env-id", "BrekoutNoFrameskip-v4")  # an Atari id with a typo
+    assert_one_line_error(result, "'BrekoutNoFrameskip-v4' names no Atari game; use e.g. "
+                                  "BreakoutNoFrameskip-v4")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The maze
+# ---------------------------------------------------------------------------------------------------------
+
+
+def maze(tv: bool, seed: int = 0):
+    env = gym.make("benchmarks.worlds:MazeTV-v0" if tv else "benchmarks.worlds:Maze-v0")
+    obs, info = env.reset(seed=seed)
+    return env, env.unwrapped, obs, info
+
+
+def test_the_maze_pays_one_on_reaching_its_goal_which_ends_the_episode_and_only_then():
+    env, world, obs, info = maze(tv=False)
+    assert obs.shape == (84, 84, 3) and env.action_space.n == 4 and info == {"goal_reached": 0}
+    assert env.spec.max_episode_steps == worlds.MAZE_STEPS == 1000
+    rewards = [env.step(a)[1] for a in (worlds.NOOP, worlds.FORWARD, worlds.LEFT, worlds.RIGHT) * 5]
+    assert rewards == [0.0] * 20  # the start is 4 to 6 doorways from the goal
+    world.agent.pos = world.goal.pos + np.array([2.0, 0, 0])  # 2 to the goal's east, facing it (west)
+    world.agent.dir = np.pi
+    steps = []
+    for _ in range(6):
+        steps.append(env.step(worlds.FORWARD)[1:])
+        if steps[-1][1]:
+            break
+    assert [s[0] for s in steps] == [0.0] * (len(steps) - 1) + [1.0] and 1 < len(steps) < 6
+    assert steps[-1][1:] == (True, False, {"goal_reached": 1})
+
+
+def test_the_tv_switches_only_by_its_action_and_only_near_it():
+    env, world, obs, info = maze(tv=True, seed=3)
+    assert env.action_space.n == 5
+    assert info == {"goal_reached": 0, "tv_action_share": 0.0, "near_tv_share": 0.0}
+    facing_tv = world.tv.pos * [1, 0, 1] - [0, 0, 3.0]  # 3 in front of it, looking at it (dir -pi/2: +z)
+
+    def look(action):
+        world.agent.pos, world.agent.dir = facing_tv.copy(), -np.pi / 2
+        return env.step(action)
+
+    first, portrait = look(worlds.NOOP)[0], world.tv.portrait
+    for action in (worlds.NOOP, worlds.LEFT, worlds.RIGHT) * 3:  # near it, other actions: the picture stays
+        look(action)
+        assert world.tv.portrait == portrait
+    np.testing.assert_array_equal(look(worlds.NOOP)[0], first)
+    world.agent.pos = worlds.room_centre(2, 2)  # far from it: the switch does nothing
+    assert env.step(worlds.SWITCH)[4]["near_tv_share"] < 1 and world.tv.portrait == portrait
+    switched = [look(worlds.SWITCH) for _ in range(4)]
+    assert len({world.tv.portrait, portrait}) == 2 or len({s[0].tobytes() for s in switched}) > 1
+    assert not np.array_equal(switched[-1][0], first) or world.tv.portrait == portrait  # (1 in 82: same one)
+    info = switched[-1][4]
+    steps = world.step_count
+    assert info["tv_action_share"] == 5 / steps and 0 < info["near_tv_share"] < 1
+
+
+def test_a_maze_seed_repeats_its_episode_and_env_processes_render_the_same_frames(rf):
+    actions = np.random.default_rng(0).integers(5, size=40)
+    runs = []
+    for seed in (11, 11, 12):
+        env, world, obs, _ = maze(tv=True, seed=seed)
+        runs.append([obs] + [env.step(a)[0] for a in actions])
+        env.close()
+    np.testing.assert_array_equal(np.array(runs[0]), np.array(runs[1]))
+    assert not np.array_equal(np.array(runs[0]), np.array(runs[2]))
+    envs = rf.make_envs("benchmarks.worlds:MazeTV-v0", 2, max_episode_steps=4500)  # forked env processes
+    obs, _ = envs.reset(seed=[11, 12])
+    in_process = [rf.grey_frame(frame) for frame in runs[0]]
+    np.testing.assert_array_equal(obs[0, -1:], in_process[0])
+    for t, action in enumerate(actions[:10]):
+        obs = envs.step(np.array([action, 0]))[0]
+        np.testing.assert_array_equal(obs[0, -1:], in_process[t + 1])
+    envs.close()
+
+
+def test_the_mix_script_trains_in_the_maze_with_its_tv_through_the_door(tmp_path):
+    result = run_script("curiosity_extrinsic_mix", *TINY_PONG[2:], "--env-id", "benchmarks.worlds:MazeTV-v0",
+                        "--log-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    scalars = read_scalars(tmp_path)
+    assert scalars["charts/intrinsic_reward_mean"][-1][1] > 0
+    assert "Falling back" not in result.stdout  # MiniWorld's line about anti-aliasing, once per env, muted
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The retro worlds
+# ---------------------------------------------------------------------------------------------------------
 
 
 def reference_limited_discrete_actions(buttons):
@@ -52,14 +232,14 @@ def masks(table, width):
 def test_action_tables_equal_the_references_button_by_button(rf):
     assert stable_retro.data.EMU_INFO["Nes"]["buttons"] == NES  # the emulators' own button orders
     assert stable_retro.data.EMU_INFO["Atari2600"]["buttons"] == ATARI_2600
-    mario = rf.retro_actions(NES, 1)
+    mario = worlds.retro_actions(NES, 1)
     assert len(mario) == 14
     np.testing.assert_array_equal(masks(mario, 9), masks(reference_limited_discrete_actions(NES), 9))
     names = [{NES[i] for i in pressed} for pressed in mario]
     assert names[:8] == [set(), {"UP"}, {"DOWN"}, {"LEFT"}, {"RIGHT"}, {"B"}, {"A"}, {"B", "A"}]
     assert names[8:] == [{"LEFT", "B"}, {"LEFT", "A"}, {"LEFT", "B", "A"}, {"RIGHT", "B"}, {"RIGHT", "A"},
                          {"RIGHT", "B", "A"}]
-    pong = rf.retro_actions(ATARI_2600, 2)
+    pong = worlds.retro_actions(ATARI_2600, 2)
     assert len(pong) == 36
     np.testing.assert_array_equal(masks(pong, 16), masks(reference_retro_ale_actions(ATARI_2600, 2), 16))
     assert pong[6 * 2 + 3] == (4, 8 + 5)  # player 1 up (choice 2), player 2 down (choice 3)
@@ -69,7 +249,7 @@ def test_mario_progress_replays_the_references_x_reward_and_levels(rf):
     def info(x, level=(0, 0)):
         return {"levelLo": level[0], "levelHi": level[1], "xscrollHi": x // 256, "xscrollLo": x % 256}
 
-    progress = rf.MarioProgress()
+    progress = worlds.MarioProgress()
     xs = [0, 3, 10, 7, 12, 300, 300]  # back 3 pixels (no reward), past a 256 boundary (xscrollHi)
     rewards = [progress.update(info(x)) for x in xs]
     assert rewards == [0, 3, 7, 0, 2, 288, 0]
@@ -80,7 +260,7 @@ def test_mario_progress_replays_the_references_x_reward_and_levels(rf):
 
 
 def test_ball_returns_count_reversals_at_paddles_not_serves(rf):
-    returns = rf.BallReturns()
+    returns = worlds.BallReturns()
     # the serve travels left, the left paddle returns it at 68, the right one at 188, then a point: the ball
     # rests at the edge and reappears mid-court (a jump), travelling left again
     xs = [127, 126, 69, 68, 69, 70, 187, 188, 187, 60, 52, 52, 52, 127, 126, 125]
@@ -89,20 +269,11 @@ def test_ball_returns_count_reversals_at_paddles_not_serves(rf):
     assert returns.info() == {"ball_returns": 2}
 
 
-def reference_process_frame(rgb, crop):
-    """wrappers.py's ProcessFrame84.process."""
-    img = rgb.astype(np.float32)
-    img = img[:, :, 0] * 0.299 + img[:, :, 1] * 0.587 + img[:, :, 2] * 0.114
-    resized = np.array(Image.fromarray(img).resize((84, 110 if crop else 84), resample=Image.BILINEAR),
-                       dtype=np.uint8)
-    return resized[18:102, :] if crop else resized
-
-
 def test_two_player_pong_frames_are_the_references_and_the_stack_copies_the_first_at_reset_and_autoreset(rf):
-    rf.check_retro_world(PONG)
     envs = rf.FrameStack(gym.vector.SyncVectorEnv(  # one emulator a process; a time limit for an autoreset
-        [lambda: gym.wrappers.TimeLimit(rf.RetroWorld(PONG), 5)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
-    world = envs.envs.envs[0].env
+        [lambda: gym.wrappers.TimeLimit(rf.make_world(PONG, os.getpid()), 5)],
+        autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
+    world = envs.envs.envs[0]
     assert envs.single_action_space.n == 36 and envs.single_observation_space.shape == (4, 84, 84)
     obs, info = envs.reset(seed=[1])
     first = reference_process_frame(world.unwrapped.img, crop=False)
@@ -156,16 +327,16 @@ def test_pongs_rom_is_imported_from_ale_py_with_one_line(rf, tmp_path, monkeypat
 
     monkeypatch.setattr(stable_retro.data, "get_romfile_path", no_rom)
     monkeypatch.setattr(stable_retro.data, "get_file_path", lambda game, name, *a: str(tmp_path / name))
-    rf.check_retro_world(PONG)
+    worlds.check_retro_rom("Pong-Atari2600-v0")
     assert (tmp_path / "rom.a26").read_bytes() == ale_py.roms.get_rom_path("pong").read_bytes()
     assert capsys.readouterr().out == "imported Pong's ROM into stable-retro from ale-py's pong.bin\n"
     def read_only(*args):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(rf.shutil, "copyfile", read_only)  # a data folder this user cannot write (root can)
-    with pytest.raises(SystemExit, match=r"^error: cannot import Pong's ROM into stable-retro \(Permission "
-                                         r"denied\); run python -m stable_retro.import"):
-        rf.check_retro_world(PONG)
+    monkeypatch.setattr(worlds.shutil, "copyfile", read_only)  # a data folder this user cannot write (root can)
+    with pytest.raises(gym.error.Error, match=r"^cannot import Pong's ROM into stable-retro \(Permission "
+                                              r"denied\); run python -m stable_retro.import"):
+        worlds.check_retro_rom("Pong-Atari2600-v0")
 
 
 def test_a_missing_mario_rom_and_a_missing_stable_retro_stop_with_one_line(rf, monkeypatch):
@@ -175,12 +346,12 @@ def test_a_missing_mario_rom_and_a_missing_stable_retro_stop_with_one_line(rf, m
     except FileNotFoundError:
         pass
     result = run_script("curiosity_rf", "--env-id", MARIO)
-    assert_one_line_error(result, "stable-retro has no ROM for SuperMarioBros-Nes-v0",
-                          "python -m stable_retro.import")
+    assert_one_line_error(result, f"--env-id '{MARIO}' is no Atari game", "stable-retro has no ROM for "
+                          "SuperMarioBros-Nes-v0", "python -m stable_retro.import")
     monkeypatch.setitem(sys.modules, "stable_retro", None)  # as if not installed
-    with pytest.raises(SystemExit, match="^error: --env-id Pong-Atari2600-v0 runs on stable-retro, which is "
-                                         "not installed: pip install stable-retro$"):
-        rf.check_retro_world(PONG)
+    with pytest.raises(SystemExit, match=f"^error: --env-id '{PONG}' is no Atari game, .*: Pong-Atari2600-v0 "
+                                         "runs on stable-retro, which is not installed: pip install stable-retro$"):
+        rf.check_world(PONG)
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
