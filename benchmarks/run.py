@@ -3,6 +3,7 @@
     python benchmarks/run.py --preset smoke            # every variant, 2 games, a few minutes on a CPU
     python benchmarks/run.py --preset cpu              # a few hours on a 2-core machine
     python benchmarks/run.py --preset cpu10m --results-dir benchmarks --name cpu10m_results --only float32
+    python benchmarks/run.py --preset maze --results-dir benchmarks --name maze_results  # the maze: 2 h a run
     python benchmarks/run.py --preset gpu-short        # RF and IDF on the paper's 8 games: one GPU machine
     python benchmarks/run.py --preset gpu-variants     # all four variants on Breakout and SpaceInvaders: one GPU
     python benchmarks/run.py --preset paper --workers 8 -- --num-envs 128
@@ -63,6 +64,9 @@ PRESETS = {
     # (cpu10m_precision), recorded in every run's tag; with bfloat16, RF on Breakout in float32 comes last as its
     # control. A 2-core CPU with bfloat16 units takes about 17 s an RF iteration (README, Speed).
     "cpu10m": lambda: cpu10m(bf16_is_fast()),
+    # The paper's maze (benchmarks/worlds.py): does the goal's reward alone find the goal, does curiosity added to it,
+    # and does a TV the agent can switch slow it? 32 envs; 1M agent steps take about 2 h of RF training on 2 cores.
+    "maze": lambda: maze(),
     # The paper's main figure: 8 games, every curiosity variant, 3 seeds, 10^8 agent steps. GPUs.
     "paper": dict(scripts=CURIOSITY, env_ids=[f"{g}NoFrameskip-v4" for g in PAPER_GAMES], seeds=[1, 2, 3],
                   frames=400_000_000, extra=[]),
@@ -96,6 +100,20 @@ def cpu10m(bf16: bool) -> dict:
                  dict(scripts=["curiosity_vae", "curiosity_pixels"], env_ids=[breakout], frames=2_000_000,
                       extra=[*SMALL, *precision["extra"]]),
                  *(control if bf16 else []))
+
+
+def maze() -> dict:
+    """The goal's reward alone (tag goal_only), then RF (the mix script) and IDF with the paper's mix r = 1.0 * clip(r_ext)
+    + 0.01 * r_int, in the maze and in its TV variant; then pure curiosity (RF) in both at half the budget."""
+    maze, tv = "benchmarks.worlds:Maze-v0", "benchmarks.worlds:MazeTV-v0"
+    mix = [*SMALL, "--int-coef", "0.01", "--ext-coef", "1"]
+    return chain(dict(scripts=["curiosity_extrinsic_mix"], env_ids=[maze], seeds=[1], frames=4_000_000,
+                      extra=[*SMALL, "--int-coef", "0", "--ext-coef", "1"], tag="goal_only"),
+                 dict(scripts=["curiosity_extrinsic_mix"], extra=mix, tag=None),
+                 dict(scripts=["curiosity_idf"], tag="mix"),
+                 dict(scripts=["curiosity_extrinsic_mix"], env_ids=[tv], tag=None),
+                 dict(scripts=["curiosity_idf"], tag="mix"),
+                 dict(scripts=["curiosity_rf"], env_ids=[maze, tv], frames=2_000_000, extra=SMALL, tag=None))
 
 
 def grid(scripts, env_ids, seeds, frames, extra, tag=None, then=None):

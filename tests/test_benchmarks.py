@@ -421,6 +421,14 @@ def test_presets_cover_what_their_questions_need():
     assert runs_of("gpu-short") == {(s, g, 4_000_000) for s in ("curiosity_rf", "curiosity_idf") for g in paper_games}
     assert {(s, g) for s, g, _ in runs_of("gpu-variants")} == {
         (f"curiosity_{v}", g) for v in ("rf", "idf", "vae", "pixels") for g in ("Breakout", "SpaceInvaders")}
+    maze = {(r["script"], r["env_id"].split(":")[1], r["frames"], r["tag"], tuple(r["extra"][4:]))
+            for r in run.grid(**run.PRESETS["maze"]())}
+    mix, goal_only = ("--int-coef", "0.01", "--ext-coef", "1"), ("--int-coef", "0", "--ext-coef", "1")
+    assert maze == {("curiosity_extrinsic_mix", "Maze-v0", 4_000_000, "goal_only", goal_only),
+                    *((s, world, 4_000_000, tag, mix) for s, tag in (("curiosity_extrinsic_mix", None),
+                                                                     ("curiosity_idf", "mix"))
+                      for world in ("Maze-v0", "MazeTV-v0")),
+                    *(("curiosity_rf", world, 2_000_000, None, ()) for world in ("Maze-v0", "MazeTV-v0"))}
     cpu = runs_of("cpu")
     assert ("curiosity_rf", "SpaceInvaders", 2_000_000) in cpu  # a held-out game where the paper's RF rises early
     assert {("curiosity_rf", "Breakout", 2_000_000), ("curiosity_idf", "Breakout", 2_000_000)} <= cpu
