@@ -154,15 +154,14 @@ class Args:
 # ---------------------------------------------------------------------------------------------------------
 def ale_game(env_id: str) -> Optional[tuple[str, float]]:
     """ROM name and sticky-action probability of an Atari id, or None; stops on an id naming no game."""
-    match = re.fullmatch(r"(\w+)NoFrameskip-v4", env_id) or re.fullmatch(r"ALE/(\w+)-v5", env_id)
-    if match is None:
-        return None
+    match = re.fullmatch(r"(ALE/)?(\w+?)(NoFrameskip|Deterministic)?-v\d+", env_id)  # (ALE's, e.g. Pong-v0)
     roms = {rom.title().replace("_", ""): rom for rom in ale_py.roms.get_all_rom_ids()}  # ale_py's names
-    if match.group(1) not in roms:
-        raise SystemExit(
-            f"error: --env-id {env_id!r} names no Atari game; use e.g. BreakoutNoFrameskip-v4 "
-            "(no sticky actions, as in the paper) or ALE/Breakout-v5 (sticky actions 0.25)")
-    return roms[match.group(1)], 0.0 if env_id.endswith("NoFrameskip-v4") else 0.25
+    if match is None or match[2] not in roms and not (match[1] or match[3]):
+        return None  # a gymnasium world
+    if env_id not in (f"{match[2]}NoFrameskip-v4", f"ALE/{match[2]}-v5") or match[2] not in roms:
+        raise SystemExit(f"error: --env-id {env_id!r} names no Atari game as these scripts take one; use "
+                         "e.g. BreakoutNoFrameskip-v4 (no sticky actions, the paper's) or ALE/Breakout-v5")
+    return roms[match[2]], 0.0 if match[3] else 0.25
 
 
 class FrameStack:

@@ -33,7 +33,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from common import ROOT
 
 # what is read of each run, by the names random_agent.csv gives them (mean_return, ...)
-TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length", "ball_returns": "charts/ball_returns"}
+TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length", "ball_returns": "charts/ball_returns",
+        **{name: f"charts/{name}" for name in ("goal_reached", "tv_action_share", "near_tv_share")}}  # the maze's
 FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of logged points
 
 
@@ -41,7 +42,11 @@ def metrics_of(env_id: str) -> tuple:
     """What a game's panels show, its score first. Two-player Pong's reward is removed and its score always 0:
     the paper's claim there is that rallies get longer, so it is scored by ball returns, shown with length."""
     two_player_pong = ("Pong-Atari2600-v0", "benchmarks.worlds-TwoPlayerPong-v0")  # (the id before and after
-    return ("ball_returns", "length") if env_id in two_player_pong else ("return",)  # the worlds module)
+    if env_id in two_player_pong:  # the worlds module)
+        return "ball_returns", "length"
+    if env_id.startswith("benchmarks.worlds-Maze"):  # the maze: its success rate; with the TV, the TV's pull
+        return ("goal_reached", "tv_action_share", "near_tv_share") if "TV" in env_id else ("goal_reached",)
+    return ("return",)
 
 
 def read_runs(runs_dir: Path, scalar: str = TAGS["return"]) -> dict:
@@ -210,7 +215,8 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
     import matplotlib.pyplot as plt
 
     labels = {"return": "episodic return (game score)", "length": "episode length (agent steps)",
-              "ball_returns": "ball returns per episode"}
+              "ball_returns": "ball returns per episode", "goal_reached": "success (goal reached)",
+              "tv_action_share": "share of steps switching the TV", "near_tv_share": "share of steps near the TV"}
     panels = [(env, metric) for env in sorted({env for runs in by_metric.values() for _, env in runs})
               for metric in metrics_of(env) if any(e == env for _, e in by_metric.get(metric, {}))]
     cols = min(4, len(panels))
@@ -253,6 +259,36 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
     return fig
 
 
+def first_frames_at(seeds: dict, level: float, window: int = 10):
+    """Frames at which the mean over seeds (curve()'s 100 points), smoothed over `window` points, first reaches
+    `level`; None if it never does."""
+    x, mean, _ = curve(seeds)
+    smooth = np.convolve(mean, np.ones(window) / window, mode="valid") if len(mean) >= window else mean[-1:]
+    reached = np.flatnonzero(smooth >= level)
+    return None if not len(reached) else float(x[reached[0] + len(x) - len(smooth)])
+
+
+def maze_table(by_metric: dict) -> list[str]:
+    """The maze's own table (its runs log charts/goal_reached): success over the last 10% of iterations, frames
+    to first reach 50% success (smoothed over a tenth of the run), and with the TV the shares of steps that
+    switched it and that were spent near it."""
+    rows = []
+    for (variant, env), seeds in sorted(by_metric.get("goal_reached", {}).items()):
+        success, sem = mean_sem(final_scores(seeds))
+        first = first_frames_at(seeds, 0.5)
+        shares = [by_metric[m].get((variant, env)) for m in ("tv_action_share", "near_tv_share")]
+        shares = [f"{mean_sem(final_scores(s))[0]:.3f}" if s else "" for s in shares]
+        rows.append(f"| {method(variant)} | {tag_of(variant)} | {env} | {len(seeds)} | {success:.3f} +- {sem:.3f} | "
+                    f"{'never' if first is None else f'{first:,.0f}'} | {shares[0]} | {shares[1]} |")
+    if not rows:
+        return []
+    return ["", "The maze: success = share of episodes that reached the goal, over the last 10% of iterations; "
+            "50% success = the frames at which the success rate, averaged over a tenth of the run, first "
+            "reaches 0.5; the TV's shares over the last 10% too (a random agent switches it on 1/5 of its steps).", "",
+            "| script | tag | world | seeds | success | frames to 50% success | TV action share | time near the TV |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--name", default="smoke", help="results folder under --results-dir")
@@ -270,7 +306,7 @@ def main():
         runs.update({key: seeds for key, seeds in tagged.items() if metrics_of(key[1])[0] == metric})
     if not runs:
         raise SystemExit(f"error: no finished episodes logged under {out / 'runs'}; run benchmarks/run.py first")
-    random_agent = read_csv(Path(args.random_agent), "env_id")
+    random_agent = {re.sub("[/:]", "-", env): row for env, row in read_csv(Path(args.random_agent), "env_id").items()}
     paper_curves = read_paper_curves(Path(args.paper_curves))
     plot(by_metric, random_agent, paper_curves).savefig(out / "curves.png", dpi=110)
 
@@ -307,6 +343,7 @@ def main():
     if ordered:
         lines += ["", "Order of the variants by final score, against the paper's order at our budget:",
                   *ordered]
+    lines += maze_table(by_metric)
     lines += ["", "![learning curves](curves.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines[4:-3]))

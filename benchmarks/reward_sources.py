@@ -2,6 +2,7 @@
 
     python benchmarks/reward_sources.py runs/RUN/checkpoint.pt
     python benchmarks/reward_sources.py runs/RUN/checkpoint.pt --num-envs 32 --rollouts 4
+    python benchmarks/reward_sources.py runs/RUN/checkpoint.pt --bf16   # float32 and bfloat16, same weights
 
 Plays the checkpoint's policy (sampled, as in training) for --rollouts rollouts of --num-steps steps
 in --num-envs fresh envs, computes every transition's intrinsic reward with the checkpoint's phi and
@@ -19,6 +20,11 @@ Kinds (a transition may be of several): the episode's end (game over, or the cap
 observation is already the next episode's first), the first 3 steps of an episode (stacks still
 holding copies of the first frame), a life lost (`info["lives"]` falls), the 8 steps after a life
 lost (the game waits for the next serve), a game reward (a brick hit on Breakout), and the rest.
+
+With --bf16 it also computes every intrinsic reward under bfloat16 autocast, as `--bf16` training would, from
+the same weights and frames, and prints how far the two agree (correlation, mean absolute difference relative
+to the float32 mean, ratio of the means) and the table's ratios in both: does bfloat16 change what the agent
+is rewarded for?
 """
 import argparse
 
@@ -28,9 +34,10 @@ import torch
 from common import load_script
 
 
-def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int, seed: int):
-    """Rollouts of the checkpoint's policy; per transition: intrinsic reward, game reward, episode end,
-    lives before and after, and the step's index within its episode. Arrays of shape (rollouts * T, N)."""
+def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int, seed: int, bf16: bool = False):
+    """Rollouts of the checkpoint's policy; per transition: intrinsic reward (with `bf16`, also under bfloat16
+    autocast: r_int_bf16), game reward, episode end, lives before and after, and the step's index within its
+    episode. Arrays of shape (rollouts * T, N)."""
     args = script.Args(**{**checkpoint["args"], "resume": None, "eval_checkpoint": None})
     envs = script.make_envs(args.env_id, num_envs, args.max_episode_steps)
     num_actions = envs.single_action_space.n
@@ -45,7 +52,7 @@ def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int,
     next_obs, info = envs.reset(seed=seed)
     lives, episode_step = info["lives"].copy(), np.zeros(num_envs, np.int64)
     columns = {k: [] for k in ("r_int", "phi_move", "predicted_move", "reward", "done", "lives_before",
-                               "lives_after", "episode_step")}
+                               "lives_after", "episode_step", *(["r_int_bf16"] if bf16 else []))}
     for _ in range(rollouts):
         obs, actions = [next_obs], []
         for _ in range(num_steps):
@@ -72,6 +79,10 @@ def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int,
             prediction = prediction.view(after.shape)
             for name, moved in (("phi_move", after), ("predicted_move", prediction)):
                 columns[name].extend((moved - before).pow(2).flatten(2).mean(2).numpy())
+            if bf16:  # the same frames and weights, the networks run as --bf16 runs them
+                with torch.autocast("cpu", torch.bfloat16):
+                    features = phi.loss(obs_norm(torch.from_numpy(np.stack(obs))), actions)[0]
+                    columns["r_int_bf16"].extend(script.prediction_error(forward_model, features, actions).numpy())
     envs.close()
     return {k: np.array(v) for k, v in columns.items()}
 
@@ -96,6 +107,13 @@ def reward_sources(t: dict, wait: int = 8, column: str = "r_int") -> dict:
             for name, mask in kinds.items()}
 
 
+def precision_agreement(r32: np.ndarray, r16: np.ndarray) -> dict:
+    """How far intrinsic rewards computed in bfloat16 agree with the same ones in float32."""
+    return {"correlation": float(np.corrcoef(r32.ravel(), r16.ravel())[0, 1]),
+            "mean |bf16 - float32| / mean float32": float(np.abs(r16 - r32).mean() / r32.mean()),
+            "mean bf16 / mean float32": float(r16.mean() / r32.mean())}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint")
@@ -103,10 +121,11 @@ def main():
     parser.add_argument("--num-steps", type=int, default=128)
     parser.add_argument("--rollouts", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--bf16", action="store_true", help="also compute the rewards under bfloat16 autocast")
     args = parser.parse_args()
     checkpoint = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
     script = load_script(checkpoint["script"][: -len(".py")])
-    transitions = play(script, checkpoint, args.num_envs, args.num_steps, args.rollouts, args.seed)
+    transitions = play(script, checkpoint, args.num_envs, args.num_steps, args.rollouts, args.seed, args.bf16)
     episodes = transitions["done"].sum()
     print(f"{checkpoint['script']} on {checkpoint['args']['env_id']} at step {checkpoint['global_step']:,}: "
           f"{transitions['r_int'].size:,} transitions, {episodes} episodes ended, "
@@ -121,6 +140,13 @@ def main():
     for name, (ratio, count) in reward_sources(transitions).items():
         print(f"  {name:40s} {ratio:8.2f} {moves[0][name][0]:9.2f} {moves[1][name][0]:9.2f}   "
               f"({count:,} transitions)")
+    if args.bf16:
+        agreement = precision_agreement(transitions["r_int"], transitions["r_int_bf16"])
+        print("  bfloat16 at the same weights and frames: "
+              + ", ".join(f"{name} {value:.4g}" for name, value in agreement.items()))
+        for (name, (r32, _)), (r16, _) in zip(reward_sources(transitions).items(),
+                                              reward_sources(transitions, column="r_int_bf16").values()):
+            print(f"  {name:40s} {r32:8.2f} float32, {r16:8.2f} bfloat16")
 
 
 if __name__ == "__main__":

@@ -304,6 +304,45 @@ def test_two_player_pong_is_reported_by_ball_returns_and_episode_length_beside_t
     assert random == [[3.25], [600.5]]
 
 
+def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and_the_tvs_pull(tmp_path):
+    runs = tmp_path / "m" / "runs"
+    success = {"curiosity_extrinsic_mix__benchmarks.worlds-Maze-v0__s1__goal_only": lambda i: 0.0,
+               "curiosity_extrinsic_mix__benchmarks.worlds-MazeTV-v0__s1": lambda i: min(1.0, i / 50)}
+    for key, of in success.items():
+        writer = SummaryWriter(runs / key / "tb")
+        for i in range(100):  # 40,000 agent steps a logged point
+            writer.add_scalar("charts/goal_reached", of(i), (i + 1) * 40_000)
+            writer.add_scalar("charts/episodic_return", of(i), (i + 1) * 40_000)
+            if "TV" in key:
+                writer.add_scalar("charts/tv_action_share", 0.3, (i + 1) * 40_000)
+                writer.add_scalar("charts/near_tv_share", 0.5, (i + 1) * 40_000)
+        writer.close()
+    random_csv = tmp_path / "random.csv"
+    random_csv.write_text("env_id,episodes,mean_return,std_return,mean_length,mean_goal_reached\n"
+                          "benchmarks.worlds:Maze-v0,512,0.0,0.0,1000.0,0.0\n")
+    result = bench("report", "--name", "m", "--results-dir", str(tmp_path), "--random-agent", str(random_csv))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / "m" / "report.csv") as f:
+        rows = {row["env_id"]: row for row in csv.DictReader(f)}
+    assert {row["score"] for row in rows.values()} == {"goal_reached"}
+    assert rows["benchmarks.worlds-Maze-v0"]["final_return"] == "0.0"
+    assert rows["benchmarks.worlds-Maze-v0"]["random_agent"] == "0.0"  # the CSV's id, as the run's key spells it
+    assert rows["benchmarks.worlds-MazeTV-v0"]["final_return"] == "1.0"
+    text = (tmp_path / "m" / "report.md").read_text()
+    assert "| curiosity_extrinsic_mix | goal_only | benchmarks.worlds-Maze-v0 | 1 | 0.000 +- 0.000 | never |  |  |" in text
+    # success i / 50 at step 40,000 (i + 1), frames 160,000 (i + 1): its trailing mean over 10 points first
+    # reaches 0.5 over points 21-30, at point 30: 4.96M frames
+    line = [l for l in text.splitlines() if "| curiosity_extrinsic_mix |  | benchmarks.worlds-MazeTV-v0 |" in l][-1]
+    cells = [c.strip() for c in line.split("|")]
+    assert cells[5] == "1.000 +- 0.000" and cells[7:9] == ["0.300", "0.500"]
+    assert cells[6] == "4,960,000"
+    report = _report()
+    by_metric = {metric: report.read_runs(runs, tag) for metric, tag in report.TAGS.items()}
+    axes = [ax for ax in report.plot(by_metric, {}, {}).axes if ax.get_lines()]
+    assert [ax.get_ylabel() for ax in axes] == ["success (goal reached)", "success (goal reached)",
+                                                "share of steps switching the TV", "share of steps near the TV"]
+
+
 def test_report_without_runs_says_what_to_do(tmp_path):
     result = bench("report", "--name", "nothing", "--results-dir", str(tmp_path))
     assert result.returncode != 0 and "run benchmarks/run.py first" in result.stderr
@@ -406,6 +445,18 @@ def test_reward_sources_divides_each_kind_of_transition_by_the_mean():
     assert sources["the rest"][1] == 0  # every transition here is of some kind
     table["phi_move"] = np.arange(12.0)[:, None]  # any column divides the same way
     assert reward_sources(table, column="phi_move")["life lost"] == (1 / 5.5, 1)
+
+
+def test_precision_agreement_compares_bfloat16_rewards_with_float32s():
+    sys.path.insert(0, str(BENCH))
+    from reward_sources import precision_agreement
+
+    r32 = np.array([[1.0, 2.0], [3.0, 4.0]])
+    agreement = precision_agreement(r32, r32 * 1.1)  # 10% larger everywhere: perfectly correlated
+    assert agreement["correlation"] == pytest.approx(1.0)
+    assert agreement["mean |bf16 - float32| / mean float32"] == pytest.approx(0.1)
+    assert agreement["mean bf16 / mean float32"] == pytest.approx(1.1)
+    assert precision_agreement(r32, r32[::-1, ::-1])["correlation"] == pytest.approx(-1.0)
 
 
 def test_presets_cover_what_their_questions_need():

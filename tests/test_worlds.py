@@ -115,8 +115,10 @@ def test_a_world_the_door_cannot_take_stops_with_one_line(rf):
     result = run_script("curiosity_vae", "--env-id", "no_such_module:World-v0")
     assert_one_line_error(result, "No module named 'no_such_module'")
     result = run_script("curiosity_rf", "--env-id", "BrekoutNoFrameskip-v4")  # an Atari id with a typo
-    assert_one_line_error(result, "'BrekoutNoFrameskip-v4' names no Atari game; use e.g. "
-                                  "BreakoutNoFrameskip-v4")
+    assert_one_line_error(result, "'BrekoutNoFrameskip-v4' names no Atari game as these scripts take one; "
+                                  "use e.g. BreakoutNoFrameskip-v4")
+    result = run_script("curiosity_rf", "--env-id", "PongDeterministic-v4")  # ALE's own: no reference frames
+    assert_one_line_error(result, "'PongDeterministic-v4' names no Atari game as these scripts take one")
 
 
 # ---------------------------------------------------------------------------------------------------------
