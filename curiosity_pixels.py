@@ -181,7 +181,7 @@ class FrameStack:
 
     def reset(self, seed):
         """Seeds env i with seed + i, or with seed[i] given a list."""
-        if isinstance(self.envs, ale_py.AtariVectorEnv) and not isinstance(seed, int):
+        if not isinstance(seed, int) and not isinstance(self.envs, gym.vector.AsyncVectorEnv):
             seed = np.array(seed)  # (ALE's takes an array; gymnasium's hands each env a Python int of a list)
         frames, info = self.envs.reset(seed=seed)  # (N, 1, H, W)
         self.stack = np.repeat(frames, self.num_frames, axis=1)

@@ -247,11 +247,19 @@ def test_env_id_maps_to_rom_and_sticky_actions(rf, env_id, rom, sticky):
     assert rf.ale_game(env_id) == (rom, sticky)
 
 
-@pytest.mark.parametrize("env_id", ["Breakout-v4", "BreakoutNoFrameskip-v5", "CartPole-v1", "ALE/NotAGame-v5", "",
+@pytest.mark.parametrize("env_id", ["Breakout-v4", "BreakoutNoFrameskip-v5", "ALE/NotAGame-v5", "Pong-v0",
                                     "breakoutNoFrameskip-v4", "ALE/breakout-v5", "SpaceinvadersNoFrameskip-v4"])
 def test_bad_env_id_stops_with_a_hint(rf, env_id):
     with pytest.raises(SystemExit, match="BreakoutNoFrameskip-v4"):
         rf.ale_game(env_id)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "", "benchmarks.worlds:Maze-v0"])
+def test_an_id_that_is_no_atari_game_is_a_gymnasium_worlds_and_an_unknown_one_stops_there(rf, env_id):
+    assert rf.ale_game(env_id) is None  # tests/test_worlds.py: the door takes it, or says why not
+    if env_id == "":
+        with pytest.raises(SystemExit, match="^error: --env-id '' is no Atari game, and gymnasium cannot make it"):
+            rf.check_world(env_id)
 
 
 def test_frame_stack_copies_the_first_frame_at_reset_and_autoreset(rf):
