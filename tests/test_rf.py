@@ -396,6 +396,8 @@ def test_a_budget_of_part_of_an_iteration_says_where_training_stops(rf, capsys):
                                        "steps: training stops at 256\n")
     rf.check_args(rf.Args(num_envs=4, num_minibatches=2, num_steps=32, total_timesteps=256))
     assert capsys.readouterr().out == ""
+    rf.check_args(rf.Args())  # the paper's 10^8 steps, not a whole number of 16,384: the default says nothing
+    assert capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize("name", ["curiosity_rf", "curiosity_idf", "curiosity_vae", "curiosity_pixels",
