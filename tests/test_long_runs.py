@@ -1,5 +1,5 @@
 """Runs that survive: checkpoints written atomically, resume, Ctrl-C and SIGTERM, NaN stops, evaluation
-and video, and one-line errors for every bad input (README, "Long runs")."""
+and video, and one-line errors for every bad input (README, "Long runs"; docs/long_runs.md)."""
 import os
 import resource
 import shutil

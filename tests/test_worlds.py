@@ -300,7 +300,7 @@ def test_two_player_pong_frames_are_the_references_and_the_stack_copies_the_firs
 
 def test_the_env_processes_are_forked_from_frozen_objects_and_the_trainer_collects_as_before(rf):
     # frozen, this process's objects are not copied into each env process by its garbage collector
-    # (README, "Memory": 12.4 GiB of PSS at 128 envs without, 2.7 GiB with)
+    # (benchmarks/README.md, "Memory": 12.4 GiB of PSS at 128 envs without, 2.7 GiB with)
     frozen_at_fork = []
     os.register_at_fork(before=lambda: frozen_at_fork.append(gc.get_freeze_count()))
     envs = rf.make_envs(PONG, 2, max_episode_steps=4500)
@@ -371,7 +371,7 @@ def test_every_script_trains_on_two_player_pong(name, tmp_path):
 def test_a_two_player_pong_run_resumes_from_its_checkpoint_as_an_atari_run_does(tmp_path):
     """Two iterations and a checkpoint, then two more from two copies of it: both resumed halves are equal,
     and the first half is the uninterrupted run's. The envs start new episodes, as on Atari: stable-retro's
-    Atari 2600 save states do not replay exactly (README), so they are not saved."""
+    Atari 2600 save states do not replay exactly (benchmarks/README.md), so they are not saved."""
     whole = run_script("curiosity_rf", *TINY_PONG, "--total-timesteps", "256", "--log-dir",
                        str(tmp_path / "a"), fresh=True)  # a new interpreter: the compared runs share no state
     half = run_script("curiosity_rf", *TINY_PONG, "--log-dir", str(tmp_path / "b"))
