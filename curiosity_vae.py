@@ -8,6 +8,7 @@
 import atexit
 import contextlib
 import copy
+import ctypes
 import dataclasses
 import fcntl
 import gc
@@ -17,6 +18,7 @@ import math
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -232,15 +234,18 @@ def grey_frame(image: np.ndarray) -> np.ndarray:
 
 def make_world(env_id: str, parent: int) -> gym.Env:
     """One env of a gymnasium world, its frames made by grey_frame. In an env process (gymnasium makes one in
-    `parent` too) SIGTERM ends it again, so that any exit of the parent ends it; Ctrl-C stays the parent's."""
+    `parent` too) SIGTERM ends it again, and the parent's end sends it one (Linux), so that any exit of the
+    parent ends it without a word; Ctrl-C stays the parent's."""
     if os.getpid() != parent:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: so does the parent's kill -9, quietly
     frames = gym.spaces.Box(0, 255, (1, 84, 84), np.uint8)
     return gym.wrappers.TransformObservation(gym.make(env_id), grey_frame, frames)
 
 
-def check_world(env_id: str) -> None:
-    """Stops with one line unless env_id makes a world of images and discrete actions (made once, here)."""
+def check_world(env_id: str) -> int:
+    """Stops with one line unless env_id makes a world of images and discrete actions (made once, here);
+    returns its number of actions."""
     try:
         with gym.make(env_id) as env:
             space, actions = env.observation_space, env.action_space
@@ -251,6 +256,18 @@ def check_world(env_id: str) -> None:
     if not (image and space.shape[2:] in ((), (1,), (3,), (4,)) and isinstance(actions, gym.spaces.Discrete)):
         raise SystemExit(f"error: --env-id {env_id} has observations {space} and actions {actions}; these "
                          "scripts take images (uint8, H x W, grey or RGB) and discrete actions")
+    return int(actions.n)
+
+
+def action_count(env_id: str) -> int:
+    """How many actions the env id's policy chooses from, known without building its envs: the game's minimal
+    action set, as ALE's vector env gives it, or the world's."""
+    if (atari := ale_game(env_id)) is None:
+        return check_world(env_id)
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)
+    ale = ale_py.ALEInterface()
+    ale.loadROM(ale_py.roms.get_rom_path(atari[0]))
+    return len(ale.getMinimalActionSet())
 
 
 class EpisodeStats:
@@ -527,6 +544,13 @@ class ForwardModel(nn.Module):
         return self.out(with_action(x))
 
 
+def build_networks(args: Args, num_actions: int, ob_mean: np.ndarray, ob_std: float, device) -> dict:
+    """The observation normaliser, the policy, the feature encoder phi and the forward model f."""
+    return {"obs_norm": ObservationNorm(ob_mean, ob_std).to(device), "policy": Policy(num_actions).to(device),
+            "phi": Features(args.feature_dim, num_actions).to(device),
+            "forward_model": ForwardModel(args.feature_dim, num_actions).to(device)}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The algorithm: curiosity reward, advantages, minibatches
 # ---------------------------------------------------------------------------------------------------------
@@ -636,8 +660,8 @@ def parse_args() -> tuple[Args, Optional[dict]]:
     try:
         with contextlib.nullcontext() if rank_0 else contextlib.redirect_stderr(io.StringIO()):
             args, checkpoint = tyro.cli(Args), None
-            if args.resume or args.eval_checkpoint:
-                checkpoint = load_checkpoint(args.resume or args.eval_checkpoint)
+            if args.resume is not None or args.eval_checkpoint is not None:  # (an empty one is no checkpoint)
+                checkpoint = load_checkpoint(args.resume if args.resume is not None else args.eval_checkpoint)
                 known = {field.name for field in dataclasses.fields(Args)} - {"resume", "eval_checkpoint"}
                 saved = {name: value for name, value in checkpoint["args"].items() if name in known}
                 if unsaved := sorted(f"--{name.replace('_', '-')}" for name in known - set(saved)):
@@ -650,15 +674,20 @@ def parse_args() -> tuple[Args, Optional[dict]]:
     return args, checkpoint
 
 
+def out_of_range(name: str, value) -> Optional[str]:
+    """The range a number of Args must be in (RANGES), if `value` is outside it."""
+    low, high = RANGES.get(name, (1, INT_MAX))
+    if not low <= value <= high:
+        finite = f"{'0 or more' if low == 0 else 'positive'} and finite"
+        return f"between {low:,} and {high:,}" if high < FLOAT_MAX else finite
+
+
 def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
     """Stops with one line on impossible settings, before any env or network is built."""
     for field in dataclasses.fields(args):
-        low, high = RANGES.get(field.name, (1, INT_MAX))
         value = getattr(args, field.name)
-        if field.type in (int, float) and not low <= value <= high:
-            rule = f"between {low:,} and {high:,}" if high < FLOAT_MAX else "positive" if low else "0 or more"
-            raise SystemExit(f"error: --{field.name.replace('_', '-')} must be {rule}"
-                             f"{' and finite' if high == FLOAT_MAX else ''}, got {value}")
+        if field.type in (int, float) and (rule := out_of_range(field.name, value)):
+            raise SystemExit(f"error: --{field.name.replace('_', '-')} must be {rule}, got {value}")
     processes = int(os.environ.get("WORLD_SIZE", 1))  # torchrun: one iteration is every process's rollout
     iteration = args.num_envs * args.num_steps * processes
     if args.eval_checkpoint:  # evaluation plays: the rules below are training's
@@ -682,11 +711,13 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
               flush=True)
     if args.resume and args.eval_checkpoint:
         raise SystemExit("error: give --resume (train on) or --eval-checkpoint (play and score), not both")
-    if "/" in args.exp_name or os.sep in args.exp_name or args.exp_name in ("", ".", ".."):
-        raise SystemExit(f"error: --exp-name {args.exp_name!r} names a folder in --log-dir: "
+    if "/" in args.exp_name or args.exp_name in ("", ".", "..") or not args.exp_name.isprintable():
+        raise SystemExit(f"error: --exp-name {args.exp_name!r} names a folder in --log-dir: printable, and "
                          "no '/', '.' or '..'")
+    if not args.log_dir.strip() or not args.log_dir.isprintable():
+        raise SystemExit(f"error: --log-dir {args.log_dir!r} names no folder; pass one (runs, by default)")
     if len(f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}".encode()) > 255:
-        raise SystemExit(f"error: --exp-name is too long: with the env id, seed and time it makes a run "
+        raise SystemExit("error: --exp-name is too long: with the env id, seed and time it makes a run "
                          "directory name over the file system's 255 bytes; pass a shorter one")
     needs, memory = memory_needed(args), os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if not args.eval_checkpoint and sum(needs.values()) > memory / 2:
@@ -698,20 +729,35 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
     if args.capture_video and importlib.util.find_spec("av") is None:
         raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
                          "or drop the flag")
-    ale_game(args.env_id) or check_world(args.env_id)
     if checkpoint is None:
-        return
+        return ale_game(args.env_id) or check_world(args.env_id)
     for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
         if getattr(args, name) != checkpoint["args"].get(name):
             raise SystemExit(f"error: the checkpoint was trained with --{name.replace('_', '-')} "
                              f"{checkpoint['args'].get(name)}, not {getattr(args, name)}; drop the flag "
                              "(a checkpoint keeps its env and network sizes)")
-    if not args.resume:
-        return
-    if not all(isinstance(part, dict) and "recent_returns" in part for part in checkpoint["ranks"]):
+    ranks = checkpoint.get("ranks")
+    if args.resume and isinstance(ranks, list) and not all(isinstance(p, dict) and "recent_returns" in p
+                                                           for p in ranks):
         raise SystemExit(
             "error: the checkpoint was written by an earlier version of this script, whose resume replayed "
             "every action; resume it with that version, or score it with --eval-checkpoint")
+    fresh = fresh_state(args, action_count(args.env_id))
+    if args.eval_checkpoint:  # evaluation uses the policy, the observation statistics and the step
+        fresh = {"global_step": 0, "networks": {k: fresh["networks"][k] for k in ("policy", "obs_norm")}}
+    damage = difference(checkpoint, fresh)
+    if args.resume and not damage:  # a run saves after whole iterations of all its processes
+        iteration, step = checkpoint["iteration"], checkpoint["global_step"]
+        batch = args.num_envs * args.num_steps * len(ranks)
+        damage = ("ranks differs (saved an empty list, expected a part for each process)" if not ranks else
+                  f"iteration differs (saved {iteration}, expected 1 or more)" if iteration < 1 else
+                  f"global_step differs (saved {step:,}, expected {iteration * batch:,}: {iteration} "
+                  f"iterations of {batch:,} steps)" if step != iteration * batch else None)
+    if damage:
+        raise SystemExit(f"error: {(args.resume or args.eval_checkpoint)!r} is damaged: {damage}; resume or "
+                         "score another checkpoint, or start a new run")
+    if not args.resume:
+        return
     if len(checkpoint["ranks"]) != processes:
         raise SystemExit(f"error: the checkpoint holds {len(checkpoint['ranks'])} processes' envs, not "
                          f"{processes}; resume it with torchrun --nproc_per_node {len(checkpoint['ranks'])} "
@@ -734,7 +780,7 @@ def memory_needed(args: Args) -> dict:
     6 x 4 bytes a weight), built on the meta device, which allocates nothing, for the largest action set
     (two-player Pong's 36)."""
     with torch.device("meta"):
-        networks = (Policy(36), Features(args.feature_dim, 36), ForwardModel(args.feature_dim, 36))
+        networks = build_networks(args, 36, np.zeros((4, 84, 84)), 1.0, "meta").values()
     weights = sum(p.numel() for network in networks for p in network.parameters())
     frames, emulators = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84, args.num_envs + args.obs_norm_envs
     return {"--num-envs x --num-steps (the rollout's frames)": frames,
@@ -757,30 +803,73 @@ def load_checkpoint(path: str) -> dict:
         other = checkpoint.get("script") if isinstance(checkpoint, dict) else None
         raise SystemExit(f"error: {path!r} was written by {other or 'something else'}, not {script}; "
                          "use that script")
-    parts = {"args": dict, "iteration": int, "global_step": int, "networks": dict, "optimizer": dict,
-             "reward_rms": dict, "ranks": list}
-    if missing := ", ".join(sorted(set(parts) - set(checkpoint))):
-        raise SystemExit(f"error: {path!r} lacks {missing}: not a whole checkpoint of {script}")
-    damaged = [f"its {part} is of type {type(checkpoint[part]).__name__}, not {kind.__name__}"
-               for part, kind in parts.items() if not isinstance(checkpoint[part], kind)]
-    fields = {field.name: field.type for field in dataclasses.fields(Args)}
-    settings = checkpoint["args"] if isinstance(checkpoint["args"], dict) else {}
-    damaged += [f"its settings lack {name}" for name in FIXED_BY_CHECKPOINT if name not in settings]
-    damaged += [f"its setting {name} is {value!r}" for name, value in settings.items()
-                if name in fields and not fits(value, fields[name])]
+    settings = checkpoint.get("args")  # the settings; the rest is compared with a fresh run's (check_args)
+    known = {name: value for name, value in vars(Args()).items()  # one that fixes nothing may be missing
+             if name in FIXED_BY_CHECKPOINT or isinstance(settings, dict) and name in settings}
+    damage = difference(settings, known, "args") or next(
+        (f"args.{name} differs (saved {settings[name]}, expected {rule})" for name, value in known.items()
+         if type(value) in (int, float) and (rule := out_of_range(name, settings[name]))), None)
     numbers = ("networks", "optimizer", "reward_rms", "ranks")
-    damaged += [f"its {part} hold NaN or infinite values" for part in numbers
-                if not all_finite(checkpoint[part])]
-    if damaged:
-        raise SystemExit(f"error: {path!r} is damaged: {damaged[0]}; resume or score another checkpoint, or "
+    damage = damage or next((f"its {part} hold NaN or infinite values" for part in numbers
+                             if not all_finite(checkpoint.get(part))), None)
+    if damage:
+        raise SystemExit(f"error: {path!r} is damaged: {damage}; resume or score another checkpoint, or "
                          "start a new run")
     return checkpoint
 
 
-def fits(value, annotation) -> bool:
-    """Whether a saved setting has its field's type (int, float, bool, str or Optional[str])."""
-    kinds = {int: int, float: (int, float), bool: bool, str: str}.get(annotation, (str, type(None)))
-    return isinstance(value, kinds) and not (annotation in (int, float) and isinstance(value, bool))
+def fresh_state(args: Args, num_actions: int) -> dict:
+    """What a run of these settings saves after its first iteration, built on the meta device, which allocates
+    nothing: the tree (keys, kinds, shapes, dtypes) a checkpoint is compared with before anything is built."""
+    with torch.device("meta"):
+        networks = build_networks(args, num_actions, np.zeros((4, 84, 84)), 1.0, "meta")
+        params = [p for m in networks.values() for p in m.parameters() if p.requires_grad]
+        for p in params:
+            p.grad = torch.zeros_like(p)
+        optimizer = torch.optim.Adam(params)  # the same state as fused Adam's, which meta tensors lack
+        optimizer.step()
+    episodes = EpisodeStats(args.num_envs)
+    episodes.recent_returns.append(0.0)
+    reward_filter, rng = RewardForwardFilter(args.gamma, args.num_envs), np.random.default_rng()
+    state = training_state(args, 1, 0, networks, optimizer, RunningMeanStd(), reward_filter, episodes, rng,
+                           torch.device("cpu"))
+    return {part: value for part, value in state.items() if part != "args"}  # (checked in load_checkpoint)
+
+
+def kind(value) -> str:
+    """A checkpoint's value as a damage message names it: a tensor's or array's dtype and shape, or its type
+    (numpy's numbers as Python's, 0-d arrays as floats)."""
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, np.ndarray) and value.ndim:
+        return f"a {value.dtype} array of shape {value.shape}"
+    for types, name in (((bool, np.bool_), "a bool"), ((int, np.integer), "an int"),
+                        ((float, np.number, np.ndarray), "a float"), (dict, "a dict"), (type(None), "None")):
+        if isinstance(value, types):
+            return name
+    return f"a {type(value).__name__}"
+
+
+def difference(saved, fresh, where: str = "") -> Optional[str]:
+    """Where a checkpoint first differs from what a fresh run saves: a part missing, or of another kind,
+    dtype or shape; None if nothing does. Parts the fresh state lacks are ignored (as are settings this
+    version does not know); where it holds None (the GPU's random stream) anything goes; of Adam's options
+    only the parameters count, as torch fills in the rest."""
+    found, expected = kind(saved), kind(fresh)
+    if fresh is not None and found != expected and (found, expected) != ("an int", "a float"):
+        return f"{where} differs (saved {found}, expected {expected})"
+    if isinstance(fresh, dict):
+        options = re.search(r"param_groups\[\d+\]$", where)
+        for key, part in fresh.items():
+            name = f"{where}.{key}".removeprefix(".")
+            if key not in saved and not (options and key != "params"):
+                return f"{name} differs (saved nothing, expected {kind(part)})"
+            if key in saved and (found := difference(saved[key], part, name)):
+                return found
+    for i, item in enumerate(saved if isinstance(fresh, (list, tuple)) and fresh else ()):
+        if found := difference(item, fresh[0], f"{where}[{i}]"):  # each item is like the fresh state's first
+            return found
+    return None
 
 
 def all_finite(value) -> bool:
@@ -1018,7 +1107,8 @@ def finish(snapshot: Optional[dict], checkpoint: Optional[dict], checkpoint_path
         print(f"weights identical in all {world_size} processes (checksum {sums[0]:.12g})")
         dist.destroy_process_group()
     launcher = "python" if world_size == 1 else f"torchrun --nproc_per_node {world_size}"
-    resume_command = f"{launcher} {sys.argv[0]} --resume {checkpoint_path}"  # the script's path as invoked
+    script, path = shlex.quote(sys.argv[0]), shlex.quote(checkpoint_path)  # the script's path as invoked
+    resume_command = f"{launcher} {script} --resume {path}"
     saved = (f"checkpoint {checkpoint_path} holds iteration {snapshot['iteration']} "
              f"(step {snapshot['global_step']:,})")
     if failure:
@@ -1028,7 +1118,7 @@ def finish(snapshot: Optional[dict], checkpoint: Optional[dict], checkpoint_path
               flush=True)
         if crash:
             raise crash
-        raise SystemExit(128 + signal.Signals[stopped_by].value)
+        raise SystemExit(128 + max(signal.Signals[name] for name in (stopped_by, *STOP)))  # SIGTERM wins
     print(f"{saved}; train longer with: {resume_command} --total-timesteps N; "
           "score it with --eval-checkpoint", flush=True)
 
@@ -1082,9 +1172,10 @@ def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
                              "checkpoint somewhere writable, or drop --capture-video")
     scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1,
                                video)
+    video = f"; video {video}" if video and os.path.exists(video) else ""  # (none if it could not be written)
     print(f"{args.eval_episodes} episodes of {args.env_id} at step {checkpoint['global_step']:,}"
           f"{' (greedy)' if args.eval_greedy else ''}: score {scores.mean():.1f} +- {scores.std():.1f}, "
-          f"length {lengths.mean():.0f} +- {lengths.std():.0f}" + (f"; video {video}" if video else ""))
+          f"length {lengths.mean():.0f} +- {lengths.std():.0f}{video}")
 
 
 def record_video(policy: Policy, obs_norm: ObservationNorm, args: Args, run_dir: str, global_step: int,
@@ -1093,20 +1184,27 @@ def record_video(policy: Policy, obs_norm: ObservationNorm, args: Args, run_dir:
     video = os.path.join(run_dir, "videos", f"step_{global_step:012d}.mp4")
     os.makedirs(os.path.dirname(video), exist_ok=True)
     score = evaluate(policy, obs_norm, args, 1, False, args.seed + iteration, video)[0][0]
-    print(f"video {video}: one episode, score {score:.0f}", flush=True)
+    if os.path.exists(video):  # (else write_video said why not)
+        print(f"video {video}: one episode, score {score:.0f}", flush=True)
 
 
 def write_video(frames: list, path: str, fps: int = 15) -> None:
     """84x84 grayscale frames, 4x enlarged, as an H.264 mp4 at the game's speed (15 agent steps a second)."""
     import av
 
-    with av.open(path, "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = 336, 336, "yuv420p"
-        for frame in frames:
-            image = np.ascontiguousarray(frame.repeat(4, axis=0).repeat(4, axis=1))
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="gray")))
-        container.mux(stream.encode())
+    try:
+        with av.open(path, "w") as container:
+            stream = container.add_stream("libx264", rate=fps)
+            stream.width, stream.height, stream.pix_fmt = 336, 336, "yuv420p"
+            for frame in frames:
+                image = np.ascontiguousarray(frame.repeat(4, axis=0).repeat(4, axis=1))
+                container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="gray")))
+            container.mux(stream.encode())
+    except (OSError, av.FFmpegError) as err:  # a full disk: warn, leave no broken file, go on
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        why = getattr(err, "strerror", None) or err
+        print(f"warning: could not write the video {path} ({why}); none kept", file=sys.stderr, flush=True)
 
 
 def open_logs(args: Args, run_dir: str, resumed: bool, global_step: int) -> SummaryWriter:
@@ -1238,12 +1336,9 @@ def main():
     next_obs = torch.from_numpy(envs.reset(seed=env_seeds(env_seed, N))[0]).to(device)
 
     # Networks: policy, feature encoder phi and forward model f, under one Adam
-    obs_norm = ObservationNorm(ob_mean, ob_std).to(device)
-    policy = Policy(num_actions).to(device)
-    phi = Features(args.feature_dim, num_actions).to(device)
+    networks = build_networks(args, num_actions, ob_mean, ob_std, device)
+    obs_norm, policy, phi, forward_model = networks.values()
     phi.ob_std.fill_(float(ob_std))  # the VAE's dequantisation noise U(0, 1) is in raw pixel units
-    forward_model = ForwardModel(args.feature_dim, num_actions).to(device)
-    networks = {"obs_norm": obs_norm, "policy": policy, "phi": phi, "forward_model": forward_model}
     params = [p for m in (policy, phi, forward_model) for p in m.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-8, fused=True)  # one kernel: 3x faster
     reward_filter, reward_rms = RewardForwardFilter(args.gamma, N), RunningMeanStd()

@@ -215,8 +215,10 @@ def test_two_iterations_on_montezuma_log_every_metric_and_the_rooms(tmp_path):
 
 
 def test_a_run_without_rooms_resumes_with_rooms(tmp_path):
-    first = run_script("curiosity_extrinsic_mix", *TINY, "--no-track-rooms", "--log-dir", str(tmp_path))
+    first = run_script("curiosity_extrinsic_mix", *TINY, "--no-track-rooms", "--room-envs-async", "--log-dir",
+                       str(tmp_path))
     assert first.returncode == 0, first.stderr
+    assert "note: --room-envs-async applies only to the room-tracking envs" in first.stdout  # not silently
     (run_dir,) = tmp_path.iterdir()
     resumed = run_script("curiosity_extrinsic_mix", "--resume", str(run_dir / "checkpoint.pt"), "--track-rooms",
                          "--total-timesteps", "256")

@@ -355,7 +355,7 @@ def test_a_checkpoint_of_another_script(rf_run):
 def test_a_checkpoint_with_parts_missing(tmp_path):
     torch.save({"script": "curiosity_rf.py", "args": {}}, tmp_path / "forged.pt")
     result = run_script("curiosity_rf", "--resume", str(tmp_path / "forged.pt"))
-    assert_one_line_error(result, "lacks global_step, iteration, networks, optimizer, ranks, reward_rms")
+    assert_one_line_error(result, "is damaged: args.seed differs (saved nothing, expected an int)")
 
 
 @pytest.mark.parametrize("flag, value", [("--env-id", "PongNoFrameskip-v4"), ("--feature-dim", "256"), ("--num-envs", "8")])
@@ -518,6 +518,32 @@ def test_a_checkpoint_write_on_a_full_disk_says_no_space_and_keeps_the_previous(
     assert not (copy.parent / "checkpoint.pt.tmp").exists()
 
 
+def test_evaluation_with_video_on_a_full_disk_prints_the_score_and_leaves_no_broken_video(rf_run, tmpfs):
+    pytest.importorskip("av")
+    disk = tmpfs(f"{rf_run.stat().st_size + (1 << 20)}")
+    copy = disk / "run" / "checkpoint.pt"
+    copy.parent.mkdir()
+    copy.write_bytes(rf_run.read_bytes())
+    with pytest.raises(OSError):  # the disk is full: the video's empty file can be made, not written
+        (disk / "filler").write_bytes(b"x" * (2 << 20))
+    result = run_script("curiosity_rf", "--eval-checkpoint", str(copy), "--capture-video", "--eval-episodes", "1",
+                        "--max-episode-steps", "50")
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"warning: could not write the video {disk}/run/checkpoint_eval.mp4")
+    assert "1 episodes of BreakoutNoFrameskip-v4 at step 128" in result.stdout and "video" not in result.stdout
+    assert sorted(p.name for p in copy.parent.iterdir()) == ["checkpoint.pt"]
+
+
+def test_a_sigterm_during_the_shutdown_save_wins_over_the_ctrl_c_that_began_it(rf, tmp_path, monkeypatch):
+    monkeypatch.setattr(rf, "STOP", ["SIGINT", "SIGTERM"])  # SIGTERM came while finish() saved
+    snapshot = {"iteration": 1, "global_step": 64}
+    with pytest.raises(SystemExit) as stop:
+        rf.finish(snapshot, None, str(tmp_path / "checkpoint.pt"), None, rf.Stop("SIGINT"), [], [])
+    assert stop.value.code == 143  # as for SIGTERM alone: a job runner sees the kill it sent
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False) == snapshot
+
+
 def test_a_run_with_the_largest_seed_trains_and_resumes(tmp_path):
     """Env seeds grow with the iteration and the process (seed + (k x processes + r) x N + i): they wrap
     into ALE's int32 range instead of overflowing it, at the start and after a resume."""
@@ -538,35 +564,125 @@ def test_settings_this_version_does_not_know_are_ignored_on_resume(rf_run, tmp_p
 
 
 @pytest.mark.parametrize("flag", ["--eval-checkpoint", "--resume"])
-def test_a_checkpoint_missing_a_weight_stops_with_one_line(rf_run, tmp_path, flag):
+def test_a_checkpoint_missing_a_weight_or_with_one_too_many_stops_with_one_line(rf_run, tmp_path, flag):
     saved = torch.load(rf_run, weights_only=False)
-    del saved["networks"]["policy"]["logits.weight"]
+    weights = saved["networks"]["policy"]
+    weights["logits.extra"] = weights.pop("logits.weight")
     torch.save(saved, damaged := tmp_path / "checkpoint.pt")
     result = run_script("curiosity_rf", flag, str(damaged), "--total-timesteps", "256", "--eval-episodes", "1")
-    assert_one_line_error(result, "the checkpoint's policy does not fit this script", "logits.weight")
+    assert_one_line_error(result, "is damaged: networks.policy.logits.weight differs (saved nothing, expected "
+                                  "a float32 tensor of shape (4, 512))")
+    weights["logits.weight"] = weights["logits.extra"]  # the comparison ignores parts it does not know...
+    torch.save(saved, damaged)
+    result = run_script("curiosity_rf", flag, str(damaged), "--total-timesteps", "256", "--eval-episodes", "1")
+    assert_one_line_error(result, "the checkpoint's policy does not fit this script", "logits.extra")  # torch not
 
 
 def set_nan(saved):
     saved["networks"]["policy"]["logits.weight"][0, 0] = float("nan")
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda saved: saved.update(args=["not", "a", "dict"]), "its args is of type list, not dict"),
-    (lambda saved: saved["args"].update(num_envs="4"), "its setting num_envs is '4'"),
-    (lambda saved: saved["args"].update(ent_coef=True), "its setting ent_coef is True"),
-    (lambda saved: saved["args"].pop("num_envs"), "its settings lack num_envs"),
-    (lambda saved: saved.update(iteration="2"), "its iteration is of type str, not int"),
+def checked(script, path: str, flag: str = "--resume") -> None:
+    """What --resume or --eval-checkpoint of `path` checks before anything is built (parse_args without tyro)."""
+    checkpoint = script.load_checkpoint(path)
+    known = vars(script.Args())
+    kept = {k: v for k, v in checkpoint["args"].items()
+            if k in known and k not in ("resume", "eval_checkpoint", "total_timesteps")}
+    args = script.Args(**kept, total_timesteps=10**8, **{flag[2:].replace("-", "_"): path})
+    script.check_args(args, checkpoint)
+
+
+def foreign_rng(saved):
+    saved["ranks"][0]["rng"] = np.random.Generator(np.random.MT19937(1)).bit_generator.state
+
+
+# Each part of a checkpoint damaged as the probe of bad inputs found it, and the one line that names it
+DAMAGED = [
+    (lambda saved: saved.update(args=["not", "a", "dict"]), "args differs (saved a list, expected a dict)"),
+    (lambda saved: saved["args"].update(num_envs="4"), "args.num_envs differs (saved a str, expected an int)"),
+    (lambda saved: saved["args"].update(ent_coef=True), "args.ent_coef differs (saved a bool, expected a float)"),
+    (lambda saved: saved["args"].pop("num_envs"), "args.num_envs differs (saved nothing, expected an int)"),
+    (lambda saved: saved["args"].update(num_minibatches=0),  # a bad value stored, not a flag the user passed
+     "args.num_minibatches differs (saved 0, expected between 1 and 2,147,483,647)"),
     (set_nan, "its networks hold NaN or infinite values"),
     (lambda saved: saved["reward_rms"].update(var=float("inf")), "its reward_rms hold NaN or infinite values"),
-])
+    (lambda saved: saved.update(iteration="2"), "iteration differs (saved a str, expected an int)"),
+    (lambda saved: saved["optimizer"]["state"][0].update(exp_avg=torch.zeros(3)),  # was an INTERNAL ASSERT
+     "optimizer.state.0.exp_avg differs (saved a float32 tensor of shape (3,), expected a float32 tensor of "
+     "shape (32, 4, 8, 8))"),
+    (lambda saved: saved["reward_rms"].update(mean="0.5"), "reward_rms.mean differs (saved a str, expected a float)"),
+    (lambda saved: saved["networks"].update(policy=[1, 2]), "networks.policy differs (saved a list, expected a dict)"),
+    (lambda saved: saved["ranks"][0].pop("rng"), "ranks[0].rng differs (saved nothing, expected a dict)"),
+    (foreign_rng, "ranks[0].rng.state.state differs (saved nothing, expected an int)"),
+    (lambda saved: saved["ranks"][0].update(recent_returns={}),
+     "ranks[0].recent_returns differs (saved a dict, expected a list)"),
+    (lambda saved: saved["ranks"][0].update(recent_returns=["a"]),
+     "ranks[0].recent_returns[0] differs (saved a str, expected a float)"),
+    (lambda saved: saved["ranks"][0].update(reward_filter=[0.0] * 4),
+     "ranks[0].reward_filter differs (saved a list, expected a float64 array of shape (4,))"),
+    (lambda saved: saved.update(iteration=-3), "iteration differs (saved -3, expected 1 or more)"),
+    (lambda saved: saved.update(global_step=-64), "global_step differs (saved -64, expected 128: 2 iterations of 64"),
+    (lambda saved: saved.update(ranks=[]), "ranks differs (saved an empty list, expected a part for each process)"),
+    (lambda saved: saved["args"].update(env_id="PongNoFrameskip-v4"),  # Breakout's 4 actions, Pong's 6
+     "networks.policy.logits.weight differs (saved a float32 tensor of shape (4, 512), expected a float32 tensor "
+     "of shape (6, 512))"),
+    (lambda saved: [saved.pop(part) for part in ("networks", "optimizer")],
+     "networks differs (saved nothing, expected a dict)"),
+]
+
+
+@pytest.mark.parametrize("damage, message", DAMAGED)
 def test_a_damaged_checkpoint_is_named_with_what_is_wrong(rf, rf_run, tmp_path, damage, message):
     saved = torch.load(rf_run, weights_only=False)
     damage(saved)
     torch.save(saved, damaged := tmp_path / "checkpoint.pt")
-    with pytest.raises(SystemExit) as stop:  # the check both --resume and --eval-checkpoint go through
-        rf.load_checkpoint(str(damaged))
+    with pytest.raises(SystemExit) as stop:  # before any env, process or network is built
+        checked(rf, str(damaged))
     assert str(stop.value).startswith(f"error: {str(damaged)!r} is damaged: {message}")
-    assert "start a new run" in str(stop.value)
+    assert str(stop.value).endswith("resume or score another checkpoint, or start a new run")
+
+
+def test_evaluation_checks_only_what_it_uses(rf, rf_run, tmp_path):
+    """A checkpoint whose training state is damaged can still be scored; its policy must fit the game."""
+    saved = torch.load(rf_run, weights_only=False)
+    saved["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)
+    saved["ranks"] = []
+    torch.save(saved, path := tmp_path / "checkpoint.pt")
+    checked(rf, str(path), "--eval-checkpoint")  # passes
+    saved["args"]["env_id"] = "SeaquestNoFrameskip-v4"
+    torch.save(saved, path)
+    with pytest.raises(SystemExit, match=r"networks.policy.logits.weight differs .* expected a float32 tensor of "
+                                         r"shape \(18, 512\)"):
+        checked(rf, str(path), "--eval-checkpoint")
+
+
+def test_what_a_fresh_run_saves_is_what_a_run_saves(rf, rf_run):
+    """The fresh state (on the meta device, nothing allocated) has every part of a real checkpoint, of the
+    same kinds, shapes and dtypes: the comparison finds nothing in an undamaged one."""
+    saved = torch.load(rf_run, weights_only=False)
+    args = rf.Args(**{k: v for k, v in saved["args"].items() if k in vars(rf.Args())})
+    fresh = rf.fresh_state(args, 4)
+    assert set(fresh) == set(saved) - {"args"}
+    assert rf.difference(saved, fresh) is None
+    assert fresh["networks"]["policy"]["logits.weight"].device.type == "meta"
+    assert len(fresh["optimizer"]["state"]) == len(saved["optimizer"]["state"]) > 0
+
+
+def test_the_comparison_tolerates_what_is_harmless(rf):
+    fresh = {"count": 1e-4, "gpu": None, "items": [0.0], "options": {"param_groups": [{"params": [0], "lr": 1e-4}]},
+             "weights": torch.zeros(2, 3)}
+    saved = {"count": 7, "gpu": torch.zeros(16, dtype=torch.uint8), "items": [], "unknown": "ignored",
+             "options": {"param_groups": [{"params": [0], "future_option": 1}]}, "weights": torch.ones(2, 3)}
+    assert rf.difference(saved, fresh) is None  # an int for a float, anything where None, extra parts, options
+    assert rf.difference({**saved, "weights": torch.ones(3, 2)}, fresh) == (
+        "weights differs (saved a float32 tensor of shape (3, 2), expected a float32 tensor of shape (2, 3))")
+    assert rf.difference({**saved, "weights": torch.ones(2, 3, dtype=torch.float64)}, fresh).startswith(
+        "weights differs (saved a float64 tensor")
+    assert rf.difference({**saved, "count": 1.5}, {**fresh, "count": 3}) == (
+        "count differs (saved a float, expected an int)")
+    assert rf.difference({**saved, "options": {"param_groups": [{}]}}, fresh) == (
+        "options.param_groups[0].params differs (saved nothing, expected a list)")
+    assert rf.kind(np.float64(1)) == rf.kind(np.zeros(())) == "a float" and rf.kind(np.int64(1)) == "an int"
 
 
 @pytest.mark.parametrize("flag", ["--resume", "--eval-checkpoint"])
@@ -577,6 +693,22 @@ def test_a_damaged_checkpoint_stops_with_one_line_before_any_work(rf_run, tmp_pa
     result = run_script("curiosity_rf", flag, str(damaged), "--total-timesteps", "256", "--eval-episodes", "1")
     assert_one_line_error(result, f"{str(damaged)!r} is damaged: its networks hold NaN", "start a new run")
     assert result.stdout == ""
+
+
+def test_a_damaged_training_state_stops_a_resume_with_one_line_and_nothing_built(rf_run, tmp_path):
+    saved = torch.load(rf_run, weights_only=False)
+    saved["optimizer"]["state"][0]["exp_avg"] = torch.zeros(3)  # before: "continue with: --resume", then exit 139
+    torch.save(saved, damaged := tmp_path / "checkpoint.pt")
+    result = run_script("curiosity_rf", "--resume", str(damaged), "--total-timesteps", "256")
+    assert_one_line_error(result, "is damaged: optimizer.state.0.exp_avg differs")
+    assert result.stdout == "" and list(tmp_path.iterdir()) == [damaged]
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--eval-checkpoint"])
+def test_an_empty_checkpoint_path_is_no_checkpoint_not_a_new_run(flag, tmp_path):
+    result = run_script("curiosity_rf", flag, "", "--log-dir", str(tmp_path))  # an unset shell variable
+    assert_one_line_error(result, "no checkpoint at ''")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_checkpoint_without_a_setting_that_fixes_nothing_says_which_default_it_takes(rf_run, tmp_path):

@@ -364,6 +364,9 @@ def test_episode_stats_use_raw_rewards(rf):
     ({"gae_lambda": float("nan")}, "--gae-lambda must be between 0 and 1"),
     ({"clip_coef": -0.1}, "--clip-coef must be positive and finite"),
     ({"exp_name": "../.."}, "--exp-name '../..' names a folder in --log-dir"),
+    ({"exp_name": "run\n2"}, r"--exp-name 'run\\n2' names a folder in --log-dir: printable"),  # one shell word
+    ({"log_dir": ""}, "--log-dir '' names no folder"),  # what an unset shell variable gives
+    ({"log_dir": "  "}, "--log-dir '  ' names no folder"),
     ({"resume": "a.pt", "eval_checkpoint": "b.pt"}, "not both"),
     ({"num_envs": 100_000, "num_minibatches": 1},
      r"need about \d+ GiB of memory, .* for --num-envs x --num-steps \(the rollout's frames\)"),

@@ -10,6 +10,7 @@ import itertools
 import os
 import subprocess
 import sys
+import time
 
 import gymnasium as gym
 import numpy as np
@@ -387,6 +388,43 @@ def test_a_two_player_pong_run_resumes_from_its_checkpoint_as_an_atari_run_does(
     for tag in ("losses/policy_loss", "losses/dynamics_loss", "charts/intrinsic_reward_mean"):
         assert a[tag][:2] == b[tag][:2], tag  # the same run up to the checkpoint
         assert b[tag][2:] == c[tag] and len(c[tag]) == 2, tag  # and one resumed run, from either copy
+
+
+def running(pid: str) -> bool:
+    """Whether a process is there and not a zombie (one whose new parent, a container's init, may never reap it)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_killed_pong_trainer_ends_its_env_processes_quietly_and_a_policy_of_another_game_builds_none(tmp_path):
+    """kill -9 of the trainer: the kernel sends each env process SIGTERM (PR_SET_PDEATHSIG), which ends it
+    without a word (before: a traceback from each as its pipe broke). Then that run's checkpoint with a
+    policy of Breakout's 4 actions is refused in one line before any env process is made (before: about 120
+    lines of env processes' tracebacks after it)."""
+    trainer = subprocess.Popen([sys.executable, "curiosity_rf.py", *TINY_PONG, "--total-timesteps", "10000",
+                                "--save-every", "1", "--log-dir", str(tmp_path)], cwd=ROOT, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert any(line.startswith("iter 2/") for line in trainer.stdout)  # (its checkpoint written)
+    env_processes = subprocess.run(["pgrep", "-P", str(trainer.pid)], capture_output=True, text=True).stdout.split()
+    assert len(env_processes) >= 4
+    trainer.kill()
+    trainer.wait()
+    errors = trainer.stderr.read()  # read to its end: every env process has ended
+    assert "Traceback" not in errors and "Error" not in errors, errors
+    deadline = time.monotonic() + 10  # (a process closes its files first, then ends)
+    while any(running(pid) for pid in env_processes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in env_processes if running(pid)]
+    saved = torch.load(checkpoint := checkpoint_of(tmp_path), weights_only=False)
+    policy = saved["networks"]["policy"]
+    policy["logits.weight"], policy["logits.bias"] = policy["logits.weight"][:4], policy["logits.bias"][:4]
+    torch.save(saved, checkpoint)
+    result = run_script("curiosity_rf", "--resume", str(checkpoint), "--total-timesteps", "9984")
+    assert_one_line_error(result, "is damaged: networks.policy.logits.weight differs (saved a float32 tensor of "
+                                  "shape (4, 512), expected a float32 tensor of shape (36, 512))")
+    assert result.stdout == ""
 
 
 def test_two_player_pong_is_scored_and_filmed_and_trains_under_torchrun(tmp_path):
