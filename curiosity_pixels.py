@@ -726,7 +726,8 @@ def check_args(args: Args, checkpoint: Optional[dict] = None) -> None:
         raise SystemExit("error: --capture-video writes mp4 files with PyAV: pip install av, "
                          "or drop the flag")
     if checkpoint is None:
-        return ale_game(args.env_id) or check_world(args.env_id)
+        ale_game(args.env_id) or check_world(args.env_id)
+        return
     for name in FIXED_BY_CHECKPOINT if args.resume else ("env_id",):  # evaluation may change the rest
         if getattr(args, name) != checkpoint["args"].get(name):
             raise SystemExit(f"error: the checkpoint was trained with --{name.replace('_', '-')} "
