@@ -277,6 +277,17 @@ def test_curves_carry_the_papers_points_and_the_random_agent_at_gpu_budgets():
     assert ax.get_xlim()[1] == pytest.approx(1.08 * 60)  # the axis spans our frames, not the paper's 400M
 
 
+def report_rows(tmp_path, name: str, random_agent: str) -> tuple[list, Path]:
+    """report.py on the runs under tmp_path/name, with a random-agent CSV of one extra column and one row
+    (`random_agent`: that column's name, a newline, the row); its report.csv's rows, and the CSV's path."""
+    random_csv = tmp_path / "random.csv"
+    random_csv.write_text(f"env_id,episodes,mean_return,std_return,mean_length,{random_agent}\n")
+    result = bench("report", "--name", name, "--results-dir", str(tmp_path), "--random-agent", str(random_csv))
+    assert result.returncode == 0, result.stderr
+    with open(tmp_path / name / "report.csv") as f:
+        return list(csv.DictReader(f)), random_csv
+
+
 def test_two_player_pong_is_reported_by_ball_returns_and_episode_length_beside_the_random_policy(tmp_path):
     runs = tmp_path / "r" / "runs"
     writer = SummaryWriter(runs / "curiosity_rf__Pong-Atari2600-v0__s1" / "tb")
@@ -284,13 +295,7 @@ def test_two_player_pong_is_reported_by_ball_returns_and_episode_length_beside_t
         for tag, value in (("episodic_return", 0), ("ball_returns", 2 + i), ("episodic_length", 500 + 10 * i)):
             writer.add_scalar(f"charts/{tag}", value, (i + 1) * 1000)
     writer.close()
-    random_csv = tmp_path / "random.csv"
-    random_csv.write_text("env_id,episodes,mean_return,std_return,mean_length,mean_ball_returns\n"
-                          "Pong-Atari2600-v0,16,0.0,0.0,600.5,3.25\n")
-    result = bench("report", "--name", "r", "--results-dir", str(tmp_path), "--random-agent", str(random_csv))
-    assert result.returncode == 0, result.stderr
-    with open(tmp_path / "r" / "report.csv") as f:
-        (row,) = csv.DictReader(f)
+    (row,), random_csv = report_rows(tmp_path, "r", "mean_ball_returns\nPong-Atari2600-v0,16,0.0,0.0,600.5,3.25")
     assert row["score"] == "ball_returns" and row["final_return"] == "20.5"  # the last 2 of 20 points: 20, 21
     assert row["final_length"] == "685" and row["random_agent"] == "3.25" and row["random_length"] == "600.5"
     assert row["paper_at_budget"] == row["normalised"] == ""  # the paper gives no numbers for two-player Pong
@@ -317,13 +322,8 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
                 writer.add_scalar("charts/tv_action_share", 0.3, (i + 1) * 40_000)
                 writer.add_scalar("charts/near_tv_share", 0.5, (i + 1) * 40_000)
         writer.close()
-    random_csv = tmp_path / "random.csv"
-    random_csv.write_text("env_id,episodes,mean_return,std_return,mean_length,mean_goal_reached\n"
-                          "benchmarks.worlds:Maze-v0,512,0.0,0.0,1000.0,0.0\n")
-    result = bench("report", "--name", "m", "--results-dir", str(tmp_path), "--random-agent", str(random_csv))
-    assert result.returncode == 0, result.stderr
-    with open(tmp_path / "m" / "report.csv") as f:
-        rows = {row["env_id"]: row for row in csv.DictReader(f)}
+    rows, _ = report_rows(tmp_path, "m", "mean_goal_reached\nbenchmarks.worlds:Maze-v0,512,0.0,0.0,1000.0,0.0")
+    rows = {row["env_id"]: row for row in rows}
     assert {row["score"] for row in rows.values()} == {"goal_reached"}
     assert rows["benchmarks.worlds-Maze-v0"]["final_return"] == "0.0"
     assert rows["benchmarks.worlds-Maze-v0"]["random_agent"] == "0.0"  # the CSV's id, as the run's key spells it
