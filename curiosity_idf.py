@@ -5,28 +5,8 @@
 # reward, advantages); then a marked plumbing section (validation, torchrun, checkpoints, evaluation, logging)
 # that a first reading can skip; then main(), whose loop is rollout, intrinsic reward, advantages, update,
 # log and save.
-import atexit
-import contextlib
-import copy
-import ctypes
-import dataclasses
-import fcntl
-import gc
-import importlib.util
-import io
-import math
-import os
-import random
-import re
-import shlex
-import shutil
 import signal
 import sys
-import time
-from collections import deque
-from dataclasses import dataclass
-from functools import partial
-from typing import Optional
 
 # From the first line on, Ctrl-C, kill and a closed terminal end the script quietly, exiting with 128 + the
 # signal's number, until there is training to save: then setup() makes them stop it at its next stop point
@@ -44,7 +24,28 @@ def catch_stop_signals(handler) -> None:
 
 
 if __name__ == "__main__":
-    catch_stop_signals(exit_quietly)  # before the imports below: torch's takes seconds
+    catch_stop_signals(exit_quietly)  # before any other import: torch's takes seconds
+
+import atexit
+import contextlib
+import copy
+import ctypes
+import dataclasses
+import fcntl
+import gc
+import importlib.util
+import io
+import math
+import os
+import random
+import re
+import shlex
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass
+from functools import partial
+from typing import Optional
 
 import ale_py
 import gymnasium as gym
