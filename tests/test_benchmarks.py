@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 from torch.utils.tensorboard import SummaryWriter
 
-from conftest import ROOT
+from conftest import ROOT, run_script
 
 BENCH = ROOT / "benchmarks"
 TINY_RUN = ["--num-envs", "4", "--num-steps", "16", "--num-minibatches", "2", "--update-epochs", "1",
-            "--obs-norm-steps", "64"]
+            "--obs-norm-steps", "64", "--obs-norm-envs", "2"]
 
 
 def bench(tool, *args, timeout=300):
-    return subprocess.run([sys.executable, str(BENCH / f"{tool}.py"), *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    """`python benchmarks/TOOL.py ARGS`: forked from the tests' warm process (conftest.run_script) when the
+    tool does its work in-process, a new interpreter when it starts the scripts and watches over them."""
+    return run_script(f"benchmarks/{tool}", *args, timeout=timeout, fresh=tool in ("run", "same_numbers"))
 
 
 def test_runner_reports_a_failed_run_and_resumes_without_redoing_finished_ones(tmp_path):
@@ -376,7 +377,8 @@ def test_random_agent_replaces_its_games_rows_and_keeps_the_others(tmp_path):
 
 def test_throughput_prints_a_table_with_the_ratio():
     result = bench("throughput", "--scripts", "curiosity_rf", "--num-envs", "4", "--num-steps", "16",
-                   "--iterations", "2", "--", "--num-minibatches", "2", "--obs-norm-steps", "64")
+                   "--iterations", "2", "--", "--num-minibatches", "2", "--obs-norm-steps", "64",
+                   "--obs-norm-envs", "2")
     assert result.returncode == 0, result.stderr
     row = [line for line in result.stdout.splitlines() if line.startswith("| curiosity_rf")][0]
     env_sps, train_sps, ratio, seconds, rss, pss = (float(c) for c in row.strip("|").split("|")[1:])
@@ -387,7 +389,7 @@ def test_throughput_prints_a_table_with_the_ratio():
 
 def test_profile_ops_splits_whole_iterations_by_op_and_kind():
     result = bench("profile_ops", "--num-envs", "4", "--num-steps", "16", "--iterations", "2",
-                   "--", "--num-minibatches", "2", "--update-epochs", "2")
+                   "--", "--num-minibatches", "2", "--update-epochs", "2", "--obs-norm-envs", "2")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert out.count("  seconds: inference") == 3  # the script's own phase lines: 1 + 2 profiled iterations

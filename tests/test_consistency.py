@@ -7,6 +7,7 @@ module constant and every field of Args (its default and docstring) that the met
 """
 import ast
 import difflib
+import functools
 import itertools
 import subprocess
 
@@ -40,41 +41,52 @@ PLUMBING_BANNER = "# Plumbing:"
 SCRIPTS = sorted(p.stem for p in ROOT.glob("curiosity_*.py"))
 
 
+@functools.cache
+def parsed(name: str) -> tuple[str, ast.Module, list[bytes]]:
+    """A script's text, its syntax tree and its lines as bytes (the offsets of ast count UTF-8 bytes)."""
+    text = (ROOT / f"{name}.py").read_text()
+    return text, ast.parse(text), text.encode().splitlines(keepends=True)
+
+
+def source(name: str, node: ast.AST) -> str:
+    """ast.get_source_segment without its cost: that splits the whole file into lines at each call, which made
+    these tests take 2 s each."""
+    lines = parsed(name)[2][node.lineno - 1:node.end_lineno]
+    lines[-1] = lines[-1][:node.end_col_offset]
+    lines[0] = lines[0][node.col_offset:]
+    return b"".join(lines).decode()
+
+
 def top_level(name: str) -> tuple[dict[str, str], list[str]]:
     """Source of each top-level function and class but main(), and the lines of main()."""
-    text = (ROOT / f"{name}.py").read_text()
-    tree = ast.parse(text)
     defs, main = {}, []
-    for node in tree.body:
+    for node in parsed(name)[1].body:
         if isinstance(node, ast.FunctionDef) and node.name == "main":
-            main = ast.get_source_segment(text, node).splitlines()
+            main = source(name, node).splitlines()
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
-            defs[node.name] = ast.get_source_segment(text, node)
+            defs[node.name] = source(name, node)
     return defs, main
 
 
 def constants(name: str) -> dict[str, str]:
     """Source of each top-level assignment (module constants), by name."""
-    text = (ROOT / f"{name}.py").read_text()
     found = {}
-    for node in ast.parse(text).body:
+    for node in parsed(name)[1].body:
         if isinstance(node, (ast.Assign, ast.AnnAssign)):
             for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
                 if isinstance(target, ast.Name):
-                    found[target.id] = ast.get_source_segment(text, node)
+                    found[target.id] = source(name, node)
     return found
 
 
 def args_fields(name: str) -> dict[str, str]:
     """Source of each field of Args with the docstring under it, by name."""
-    text = (ROOT / f"{name}.py").read_text()
-    tree = ast.parse(text)
-    (args,) = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == "Args"]
+    (args,) = [node for node in parsed(name)[1].body if isinstance(node, ast.ClassDef) and node.name == "Args"]
     fields = {}
     for node, after in zip(args.body, args.body[1:] + [None]):
         if isinstance(node, ast.AnnAssign):
-            doc = ast.get_source_segment(text, after) if isinstance(after, ast.Expr) else "(no docstring)"
-            fields[node.target.id] = ast.get_source_segment(text, node) + "\n" + doc
+            doc = source(name, after) if isinstance(after, ast.Expr) else "(no docstring)"
+            fields[node.target.id] = source(name, node) + "\n" + doc
     return fields
 
 

@@ -1,5 +1,6 @@
 """torchrun: two CPU processes (gloo) with their own envs on a real game share weights and statistics,
 only rank 0 writes, and a distributed run resumes exactly (README, "Several processes, GPUs and machines")."""
+import shutil
 import subprocess
 import sys
 
@@ -21,14 +22,22 @@ def only_run_dir(log_dir):
     return run_dir
 
 
-def test_two_processes_share_weights_and_statistics_and_only_rank_0_writes(tmp_path):
-    result = torchrun(*TINY, "--total-timesteps", "256", "--seed", "3", "--log-dir", str(tmp_path))  # 2 iterations
+@pytest.fixture(scope="module")
+def distributed_run(tmp_path_factory):
+    """Two iterations of RF in two processes: read by the first test, copied and resumed by the second."""
+    log_dir = tmp_path_factory.mktemp("torchrun")
+    result = torchrun(*TINY, "--total-timesteps", "256", "--seed", "3", "--log-dir", str(log_dir))
     assert result.returncode == 0, result.stderr
+    return result, log_dir
+
+
+def test_two_processes_share_weights_and_statistics_and_only_rank_0_writes(distributed_run):
+    result, log_dir = distributed_run
     assert "weights identical in all 2 processes" in result.stdout  # checksums of every parameter, all-gathered
     assert result.stdout.count("iter 1/") == 1  # rank 0 alone prints
-    run_dir = only_run_dir(tmp_path)
+    run_dir = only_run_dir(log_dir)
     assert sorted(p.name.split(".")[0] or p.name for p in run_dir.iterdir()) == [".lock", "checkpoint", "events"]
-    scalars = read_scalars(tmp_path)
+    scalars = read_scalars(log_dir)
     assert [v for _, v in scalars["charts/frames"]] == [4 * 128, 4 * 256]  # steps of both processes
     saved = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     assert saved["reward_rms"]["count"] == 2 * 2 * 64 + 1e-4  # each process's 2 x 64 rewards, merged
@@ -37,11 +46,12 @@ def test_two_processes_share_weights_and_statistics_and_only_rank_0_writes(tmp_p
     assert first["rng"] != second["rng"] and not torch.equal(first["torch_rng"], second["torch_rng"])
 
 
-def test_a_distributed_run_resumes_only_with_as_many_processes_and_goes_on_from_its_state(tmp_path):
-    first = torchrun(*TINY, "--seed", "4", "--total-timesteps", "256", "--log-dir", str(tmp_path))
-    assert first.returncode == 0, first.stderr
-    checkpoint = only_run_dir(tmp_path) / "checkpoint.pt"
+def test_a_distributed_run_resumes_only_with_as_many_processes_and_goes_on_from_its_state(distributed_run, tmp_path):
+    first, log_dir = distributed_run
+    checkpoint = only_run_dir(log_dir) / "checkpoint.pt"
     assert f"torchrun --nproc_per_node 2 {ROOT / 'curiosity_rf.py'} --resume {checkpoint}" in first.stdout
+    shutil.copytree(log_dir, tmp_path / "runs")  # the run directory, its checkpoint and its first events
+    checkpoint = only_run_dir(tmp_path / "runs") / "checkpoint.pt"
     alone = run_script("curiosity_rf", "--resume", str(checkpoint), "--total-timesteps", "512")
     assert alone.returncode != 0 and "Traceback" not in alone.stderr
     assert "holds 2 processes' envs, not 1; resume it with torchrun --nproc_per_node 2" in alone.stderr
@@ -49,7 +59,7 @@ def test_a_distributed_run_resumes_only_with_as_many_processes_and_goes_on_from_
     assert second.returncode == 0, second.stderr
     assert "resuming after iteration 2 (step 256)" in second.stdout
     assert "weights identical in all 2" in second.stdout
-    scalars = read_scalars(tmp_path)
+    scalars = read_scalars(tmp_path / "runs")
     for tag in ("losses/policy_loss", "losses/dynamics_loss", "charts/intrinsic_reward_mean"):
         assert [step for step, _ in scalars[tag]] == [128, 256, 384, 512], tag
     saved = torch.load(checkpoint, weights_only=False)

@@ -1,5 +1,7 @@
 """Behaviour of curiosity_rf.py: each test checks a piece of the algorithm against numbers worked out
 by hand or by numpy, and the end-to-end tests run the real script on a real Atari game."""
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 import torch
@@ -308,12 +310,17 @@ def test_evaluation_sees_what_the_training_envs_show(rf):
 
 def test_warmup_statistics_match_the_reference_like_estimate(rf):
     """The reference: one env, 10,000 random steps, copy-filled stacks (averaged over 3 seeds, since one such
-    estimate moves by about 10% from seed to seed); the scripts: their default warm-up, over the same seeds."""
+    estimate moves by about 10% from seed to seed); the scripts: their default warm-up, over the same seeds.
+    The six estimates run side by side in threads (ALE steps its emulators outside the GIL): 36 s, not 59."""
     import obs_stats
 
     env_id, seeds, args = "BreakoutNoFrameskip-v4", [1, 2, 3], rf.Args()
-    ref_mean, ref_std, _ = obs_stats.reference_like(rf, env_id, seeds)
-    ours = [obs_stats.estimate(rf, env_id, args.obs_norm_envs, args.obs_norm_steps, seed) for seed in seeds]
+    with ThreadPoolExecutor() as pool:
+        refs = [pool.submit(obs_stats.estimate, rf, env_id, 1, 10_000, seed) for seed in seeds]
+        ours = [pool.submit(obs_stats.estimate, rf, env_id, args.obs_norm_envs, args.obs_norm_steps, seed)
+                for seed in seeds]
+        refs, ours = [f.result() for f in refs], [f.result() for f in ours]
+    ref_mean, ref_std = np.mean([m for m, _, _ in refs], 0), np.mean([s for _, s, _ in refs])
     std = np.mean([s for _, s, _ in ours])
     assert std == pytest.approx(ref_std, rel=0.05)  # episode starts only (128 envs): 27% too low
     assert np.abs(np.mean([m for m, _, _ in ours], 0) - ref_mean).max() < 15  # episode starts: 44 grey levels

@@ -63,13 +63,21 @@ def test_profile_prints_and_logs_every_phase(tmp_path):
         assert len(values) == 2 and all(v > 0 for v in values)
 
 
+# Every phase once, on 2 envs x 16 steps: only the first iteration's values are compared, and on a CPU
+# without bfloat16 units, where it is emulated, the VAE's update of those 32 steps takes 15 s (two
+# iterations of TINY took 132 s). The values measured agree to 0.1%, well inside the 25% allowed.
+ONE_ITERATION = ["--num-envs", "2", "--num-steps", "16", "--num-minibatches", "2", "--update-epochs", "1",
+                 "--obs-norm-steps", "64", "--obs-norm-envs", "2", "--total-timesteps", "32"]
+
+
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_bf16_runs_end_to_end_close_to_float32(name, tmp_path):
     first = {}
     for precision in ("fp32", "bf16"):
         flags = ["--bf16"] if precision == "bf16" else []
         env = ["--env-id", "BreakoutNoFrameskip-v4"] if name == "curiosity_extrinsic_mix" else []
-        result = run_script(name, *TINY, *env, *flags, "--seed", "2", "--log-dir", str(tmp_path / precision))
+        result = run_script(name, *ONE_ITERATION, *env, *flags, "--seed", "2",
+                            "--log-dir", str(tmp_path / precision))
         assert result.returncode == 0, result.stderr
         scalars = read_scalars(tmp_path / precision)
         assert all(np.isfinite(v) for tag in scalars for _, v in scalars[tag])
