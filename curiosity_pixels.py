@@ -776,14 +776,15 @@ def memory_needed(args: Args) -> dict:
     """Bytes that the settings make this process allocate, by what sizes them: the rollout's uint8 frames,
     the emulators, and the networks (weights, gradients, Adam's two moments and the checkpoint's two copies:
     6 x 4 bytes a weight), built on the meta device, which allocates nothing, for the largest action set
-    (two-player Pong's 36)."""
+    (two-player Pong's 36). The env id first: a mistyped game stops before the networks' build, whose
+    first use of the meta device imports torch._dynamo (about 2 s)."""
+    env_bytes = ENV_BYTES if ale_game(args.env_id) else WORLD_ENV_BYTES
     with torch.device("meta"):
         networks = build_networks(args, 36, np.zeros((4, 84, 84)), 1.0, "meta").values()
     weights = sum(p.numel() for network in networks for p in network.parameters())
     frames, emulators = (args.num_steps + 1) * args.num_envs * 4 * 84 * 84, args.num_envs + args.obs_norm_envs
     return {"--num-envs x --num-steps (the rollout's frames)": frames,
-            "--num-envs and --obs-norm-envs (the emulators)":
-                emulators * (ENV_BYTES if ale_game(args.env_id) else WORLD_ENV_BYTES),
+            "--num-envs and --obs-norm-envs (the emulators)": emulators * env_bytes,
             "--feature-dim (the networks)": 6 * 4 * weights}
 
 

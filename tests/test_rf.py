@@ -410,6 +410,13 @@ def test_a_budget_of_part_of_an_iteration_says_where_training_stops(rf, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_a_mistyped_game_stops_before_any_network_is_built(rf, monkeypatch):
+    """Building on the meta device first imports torch._dynamo (about 2 s of a new interpreter's start)."""
+    monkeypatch.setattr(rf, "build_networks", lambda *a: pytest.fail("networks built before the env id's check"))
+    with pytest.raises(SystemExit, match="'BrekoutNoFrameskip-v4' names no Atari game"):
+        rf.check_args(rf.Args(env_id="BrekoutNoFrameskip-v4"))
+
+
 @pytest.mark.parametrize("name", ["curiosity_rf", "curiosity_idf", "curiosity_vae", "curiosity_pixels",
                                   "curiosity_extrinsic_mix"])
 def test_the_memory_estimate_builds_every_network_without_allocating_it(name, monkeypatch):
