@@ -2,6 +2,8 @@
 
     python benchmarks/obs_stats.py                                  # Breakout, Seaquest, Montezuma's Revenge
     python benchmarks/obs_stats.py --games Pong --reference-seeds 3 --seeds 2
+    python benchmarks/obs_stats.py --games Breakout --reference-seeds 3 --seeds 0 \
+        --save-reference tests/data/breakout_reference_obs_stats.npz     # the tests' yardstick
 
 The reference estimates the per-pixel mean and the scalar std from 10,000 random-agent steps of one
 env, so across many whole episodes. One such estimate is noisy (its std moves by about 10% from seed
@@ -42,13 +44,20 @@ def main():
     parser.add_argument("--obs-norm-envs", type=int, nargs="+", default=[8],
                         help="env counts of the scripts' estimate to compare (the scripts' default is 8)")
     parser.add_argument("--obs-norm-steps", type=int, default=10_000)
+    parser.add_argument("--save-reference", metavar="FILE",
+                        help="write the game's reference-like estimate (pixel means, std) to FILE (.npz)")
     args = parser.parse_args()
+    if args.save_reference and len(args.games) != 1:
+        parser.error("--save-reference writes one game's estimate: name one game in --games")
     rf = load_script("curiosity_rf")
     for game in args.games:
         env_id = f"{game}NoFrameskip-v4"
         ref_mean, ref_std, ref_stds = reference_like(rf, env_id, list(range(1, args.reference_seeds + 1)))
         print(f"{env_id}: reference-like std {ref_std:.3f} (one env x 10,000 steps, mean of "
               f"{len(ref_stds)} seeds: {', '.join(f'{s:.3f}' for s in ref_stds)})", flush=True)
+        if args.save_reference:
+            np.savez_compressed(args.save_reference, mean=ref_mean.astype(np.float32), std=ref_std,
+                                stds=np.array(ref_stds))
         for num_envs in args.obs_norm_envs:
             for seed in range(1, args.seeds + 1):
                 mean, std, seconds = estimate(rf, env_id, num_envs, args.obs_norm_steps, seed)

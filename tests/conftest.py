@@ -7,6 +7,7 @@ import runpy
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -41,13 +42,17 @@ def reference_frame_stack(frames: list, dones: list, num_frames: int = 4) -> np.
 # code, stdout and stderr, and its atexit handlers run at the end as Python's would. Measured side by side
 # on 2 cores: a one-line error 3.7 s -> 0.35 s, a TINY run 11.9 s -> 6.0 s. Forked runs share the warm
 # process's hash seed and memory layout, so a test that checks two runs repeat exactly starts one of them
-# with fresh=True (a real interpreter); so do the tests of signals, torchrun and the benchmark runner.
-PRELOAD = ["torch", "torch._dynamo", "numpy", "gymnasium", "ale_py", "tyro", "torch.utils.tensorboard"]
+# with fresh=True (a real interpreter); so do the tests of Ctrl-C during the imports, torchrun and the
+# benchmark runner. Signals, crashes and full disks go to forked runs too (start_script, run_code): a
+# signal test's run 9.4 s -> about 4.5 s.
+PRELOAD = ["torch", "torch._dynamo", "numpy", "gymnasium", "ale_py", "tyro", "torch.utils.tensorboard",
+           "torch.distributed.run"]
 _forkserver = None
 
 
-def _run_as_main(script: str, args: list[str], environ: dict, stdout: str, stderr: str) -> None:
-    """In the forked process: `python script args` with stdout and stderr going to files. multiprocessing
+def _run_as_main(script: str, args: list[str], environ: dict, stdout: str, stderr: str, setup) -> None:
+    """In the forked process: `python script args` (`python -m script args` where script is a module's name)
+    with stdout and stderr going to files, after `setup()` (as subprocess's preexec_fn). multiprocessing
     turns a SystemExit into the exit code (a message to stderr and code 1, as Python does)."""
     for fd, path in ((1, stdout), (2, stderr)):
         file = os.open(path, os.O_WRONLY | os.O_TRUNC)
@@ -57,35 +62,86 @@ def _run_as_main(script: str, args: list[str], environ: dict, stdout: str, stder
     os.environ.update(environ)
     os.chdir(ROOT)
     multiprocessing.set_start_method(None, force=True)  # the platform's default for the script's own workers
-    sys.argv, sys.path[0] = [script, *args], str(Path(script).parent)
+    module = not script.endswith(".py")
+    sys.argv, sys.path[0] = [script, *args], str(ROOT if module else Path(script).parent)
+    if setup is not None:
+        setup()
     try:
-        runpy.run_path(script, run_name="__main__")
+        if module:
+            runpy.run_module(script, run_name="__main__", alter_sys=True)
+        else:
+            runpy.run_path(script, run_name="__main__")
     finally:
         atexit._run_exitfuncs()  # multiprocessing ends its processes with os._exit, which skips them
 
 
-def run_script(name: str, *args: str, timeout: int = 300, fresh: bool = False) -> subprocess.CompletedProcess:
-    script = str(ROOT / f"{name}.py")
-    command = [sys.executable, script, *args]
-    if fresh:
-        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    global _forkserver
-    if _forkserver is None:
-        _forkserver = multiprocessing.get_context("forkserver")
-        _forkserver.set_forkserver_preload(PRELOAD)
-    with tempfile.NamedTemporaryFile() as out, tempfile.NamedTemporaryFile() as err:
-        process = _forkserver.Process(target=_run_as_main, args=(script, list(args), dict(os.environ),
-                                                                  out.name, err.name))
-        process.start()
-        process.join(timeout)
-        timed_out = process.exitcode is None
+class Started:
+    """A script under way in a process forked from the warm one (start_script): `pid` to signal it,
+    `stdout_so_far()`, and `wait()` for its CompletedProcess."""
+
+    def __init__(self, script: str, args: list[str], setup, files: tempfile.TemporaryDirectory):
+        global _forkserver
+        if _forkserver is None:
+            _forkserver = multiprocessing.get_context("forkserver")
+            _forkserver.set_forkserver_preload(PRELOAD)
+        self.command = [sys.executable, *([] if script.endswith(".py") else ["-m"]), script, *args]
+        self.files = files
+        self.out, self.err = (Path(files.name) / name for name in ("stdout", "stderr"))
+        self.out.touch(), self.err.touch()
+        self.process = _forkserver.Process(target=_run_as_main, args=(script, list(args), dict(os.environ),
+                                                                       str(self.out), str(self.err), setup))
+        self.process.start()
+        self.pid = self.process.pid
+
+    def stdout_so_far(self) -> str:
+        return self.out.read_text()
+
+    def wait_for(self, text: str, timeout: float = 120) -> None:
+        """Until the script has printed `text` (or has ended, or `timeout` seconds have passed)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stdout_so_far() and self.process.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def wait(self, timeout: float = 300) -> subprocess.CompletedProcess:
+        self.process.join(timeout)
+        timed_out = self.process.exitcode is None
         if timed_out:
-            process.kill()
-            process.join()
-        stdout, stderr = (Path(f.name).read_text() for f in (out, err))
-    if timed_out:
-        raise subprocess.TimeoutExpired(command, timeout, stdout, stderr)
-    return subprocess.CompletedProcess(command, process.exitcode, stdout, stderr)
+            self.process.kill()
+            self.process.join()
+        stdout, stderr = self.out.read_text(), self.err.read_text()
+        self.files.cleanup()
+        if timed_out:
+            raise subprocess.TimeoutExpired(self.command, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(self.command, self.process.exitcode, stdout, stderr)
+
+
+def start_script(name: str, *args: str, setup=None) -> Started:
+    """`python NAME.py ARGS` (NAME relative to the repository) started in a process forked from the warm
+    one; `setup` (a module-level function) runs first in that process, as subprocess's preexec_fn."""
+    return Started(str(ROOT / f"{name}.py"), list(args), setup, tempfile.TemporaryDirectory())
+
+
+def run_script(name: str, *args: str, timeout: int = 300, fresh: bool = False,
+               setup=None) -> subprocess.CompletedProcess:
+    if fresh:
+        return subprocess.run([sys.executable, str(ROOT / f"{name}.py"), *args], capture_output=True, text=True,
+                              timeout=timeout, cwd=ROOT, preexec_fn=setup)
+    return start_script(name, *args, setup=setup).wait(timeout)
+
+
+def torchrun(script: str, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc_per_node 2 SCRIPT.py ARGS`: the launcher forked from the warm process,
+    the two processes it starts new interpreters, as torchrun's are."""
+    launch = ["--standalone", "--nproc_per_node", "2", str(ROOT / f"{script}.py"), *args]
+    return Started("torch.distributed.run", launch, None, tempfile.TemporaryDirectory()).wait(timeout)
+
+
+def run_code(code: str, timeout: int = 300, setup=None) -> subprocess.CompletedProcess:
+    """`python -c CODE` in the repository, forked from the warm process as run_script's runs are."""
+    files = tempfile.TemporaryDirectory()
+    script = Path(files.name) / "code.py"
+    script.write_text(code)
+    return Started(str(script), [], setup, files).wait(timeout)
 
 
 def read_scalars(log_dir: Path) -> dict[str, list[tuple[int, float]]]:

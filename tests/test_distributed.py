@@ -1,20 +1,12 @@
 """torchrun: two CPU processes (gloo) with their own envs on a real game share weights and statistics,
 only rank 0 writes, and a distributed run resumes exactly (README, "Several processes, GPUs and machines")."""
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY, read_scalars, run_script
-
-
-def torchrun(*args: str, script: str = "curiosity_rf") -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / f"{script}.py"), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+from conftest import ROOT, TINY, read_scalars, run_script, torchrun
 
 
 def only_run_dir(log_dir):
@@ -26,7 +18,7 @@ def only_run_dir(log_dir):
 def distributed_run(tmp_path_factory):
     """Two iterations of RF in two processes: read by the first test, copied and resumed by the second."""
     log_dir = tmp_path_factory.mktemp("torchrun")
-    result = torchrun(*TINY, "--total-timesteps", "256", "--seed", "3", "--log-dir", str(log_dir))
+    result = torchrun("curiosity_rf", *TINY, "--total-timesteps", "256", "--seed", "3", "--log-dir", str(log_dir))
     assert result.returncode == 0, result.stderr
     return result, log_dir
 
@@ -55,7 +47,7 @@ def test_a_distributed_run_resumes_only_with_as_many_processes_and_goes_on_from_
     alone = run_script("curiosity_rf", "--resume", str(checkpoint), "--total-timesteps", "512")
     assert alone.returncode != 0 and "Traceback" not in alone.stderr
     assert "holds 2 processes' envs, not 1; resume it with torchrun --nproc_per_node 2" in alone.stderr
-    second = torchrun("--resume", str(checkpoint), "--total-timesteps", "512")
+    second = torchrun("curiosity_rf", "--resume", str(checkpoint), "--total-timesteps", "512")
     assert second.returncode == 0, second.stderr
     assert "resuming after iteration 2 (step 256)" in second.stdout
     assert "weights identical in all 2" in second.stdout
@@ -69,7 +61,7 @@ def test_a_distributed_run_resumes_only_with_as_many_processes_and_goes_on_from_
 
 @pytest.mark.parametrize("script", ["curiosity_idf", "curiosity_vae", "curiosity_pixels", "curiosity_extrinsic_mix"])
 def test_every_script_trains_under_torchrun(script, tmp_path):
-    result = torchrun(*TINY, "--total-timesteps", "128", "--log-dir", str(tmp_path), script=script)
+    result = torchrun(script, *TINY, "--total-timesteps", "128", "--log-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     assert "weights identical in all 2 processes" in result.stdout and result.stdout.count("iter 1/1") == 1
     saved = torch.load(only_run_dir(tmp_path) / "checkpoint.pt", weights_only=False)
@@ -78,7 +70,7 @@ def test_every_script_trains_under_torchrun(script, tmp_path):
 
 @pytest.mark.parametrize("flags", [["--num-envs", "0"], ["--no-such-flag"]])
 def test_a_bad_flag_under_torchrun_is_told_once(flags, tmp_path):
-    result = torchrun(*flags, "--log-dir", str(tmp_path))
+    result = torchrun("curiosity_rf", *flags, "--log-dir", str(tmp_path))
     assert result.returncode != 0
     said = "error: --num-envs must be between 1" if flags[0] == "--num-envs" else "--no-such-flag"
     assert result.stderr.count(said) == 1, result.stderr  # by rank 0; rank 1 exits as it does, silently

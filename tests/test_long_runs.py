@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, TINY, read_scalars, run_script
+from conftest import ROOT, TINY, read_scalars, run_code, run_script, start_script
 
 SCRIPTS = ["curiosity_rf", "curiosity_idf", "curiosity_vae", "curiosity_pixels", "curiosity_extrinsic_mix"]
 
@@ -53,7 +53,7 @@ assert rf.save_checkpoint({{"iteration": 1}}, {str(path)!r}) is None
 os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)  # dies after the temporary file is complete
 rf.save_checkpoint({{"iteration": 2, "payload": list(range(100000))}}, {str(path)!r})
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_code(code)
     assert result.returncode == -signal.SIGKILL, result.stderr
     assert (tmp_path / "checkpoint.pt.tmp").stat().st_size > 0  # the new one was written, never renamed
     assert torch.load(path, weights_only=False) == {"iteration": 1}
@@ -71,22 +71,22 @@ import torch
 resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # files stop growing at 1 MiB, as on a full disk
 print(rf.save_checkpoint({{"iteration": 2, "weights": torch.zeros(1 << 20)}}, {str(path)!r}))
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    result = run_code(code)
     assert result.returncode == 0, result.stderr
     assert "could not write" in result.stdout and "previous checkpoint is intact" in result.stdout
     assert torch.load(path, weights_only=False) == {"iteration": 1}
     assert not (tmp_path / "checkpoint.pt.tmp").exists()
 
 
+def small_files():
+    resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20))  # the checkpoint needs about 65 MB
+
+
 def test_a_run_on_a_full_disk_warns_then_stops_with_one_line(rf_run, tmp_path):
     before = torch.load(rf_run, weights_only=False)["iteration"]
 
-    def small_files():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 20, 8 << 20))  # the checkpoint needs about 65 MB
-
-    result = subprocess.run([sys.executable, str(ROOT / "curiosity_rf.py"), "--resume", str(rf_run),
-                             "--total-timesteps", "256", "--save-every", "1"],
-                            capture_output=True, text=True, cwd=ROOT, preexec_fn=small_files, timeout=300)
+    result = run_script("curiosity_rf", "--resume", str(rf_run), "--total-timesteps", "256", "--save-every", "1",
+                        setup=small_files)
     assert result.stdout.count("warning: could not write") == 2  # iterations 3 and 4: training went on
     assert_one_line_error(result, "could not write", "previous checkpoint is intact")
     assert torch.load(rf_run, weights_only=False)["iteration"] == before
@@ -181,16 +181,13 @@ def hup_not_ignored():
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_on_a_real_run_leaves_a_checkpoint_and_says_how_to_resume(sig, tmp_path):
-    cmd = [sys.executable, str(ROOT / "curiosity_rf.py"), *TINY[:-1], "1000000", "--log-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            preexec_fn=hup_not_ignored)
-    for line in proc.stdout:  # iteration 3's snapshot or iteration 4 is under way when the signal arrives
-        if line.startswith("iter 3/"):  # (at "iter 2/", a loaded machine may still be copying iteration 2's state)
-            break
-    time.sleep(0.5)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + sig, err
+    run = start_script("curiosity_rf", *TINY[:-1], "1000000", "--log-dir", str(tmp_path), setup=hup_not_ignored)
+    run.wait_for("iter 3/")  # iteration 3's snapshot or iteration 4 is under way when the signal arrives
+    time.sleep(0.5)  # (at "iter 2/", a loaded machine may still be copying iteration 2's state)
+    os.kill(run.pid, sig)
+    result = run.wait(timeout=120)
+    out, err = result.stdout, result.stderr
+    assert result.returncode == 128 + sig, err
     assert f"{sig.name}: stopping" in out  # the resume command names the script as it was invoked
     assert f"continue with: python {ROOT / 'curiosity_rf.py'} --resume {checkpoint_of(tmp_path)}" in out
     saved = torch.load(checkpoint_of(tmp_path), weights_only=False)
@@ -199,18 +196,14 @@ def test_a_signal_on_a_real_run_leaves_a_checkpoint_and_says_how_to_resume(sig, 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_before_the_first_iteration_stops_with_one_line_and_no_run_directory(sig, tmp_path):
-    cmd = [sys.executable, str(ROOT / "curiosity_rf.py"), *TINY, "--obs-norm-steps", "10000000",
-           "--log-dir", str(tmp_path)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            preexec_fn=hup_not_ignored)
-    for line in proc.stdout:
-        if line.startswith("estimating observation statistics"):  # 10^7 random steps: minutes of warm-up
-            break
+    run = start_script("curiosity_rf", *TINY, "--obs-norm-steps", "10000000", "--log-dir", str(tmp_path),
+                       setup=hup_not_ignored)
+    run.wait_for("estimating observation statistics")  # 10^7 random steps: minutes of warm-up
     time.sleep(0.5)
-    proc.send_signal(sig)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + sig
-    assert err.strip() == f"{sig.name}: stopped before the first iteration ended; nothing saved"
+    os.kill(run.pid, sig)
+    result = run.wait(timeout=60)
+    assert result.returncode == 128 + sig
+    assert result.stderr.strip() == f"{sig.name}: stopped before the first iteration ended; nothing saved"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -290,8 +283,7 @@ rf.log_iteration = hang_up_at_3
 sys.argv = {["curiosity_rf.py", *TINY[:-1], "100000", "--log-dir", str(tmp_path)]!r}
 rf.main()
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
-                            preexec_fn=hup_not_ignored)
+    result = run_code(code, setup=hup_not_ignored)
     assert result.returncode == 129, result.stderr
     assert "iter 3/" in result.stdout and "Traceback" not in result.stderr
     assert torch.load(checkpoint_of(tmp_path), weights_only=False)["iteration"] == 3
@@ -315,7 +307,7 @@ else:
 sys.argv = [{str(ROOT / "curiosity_rf.py")!r}, "--resume", {str(rf_run)!r}, "--total-timesteps", "256"]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_code(code, timeout=120)  # (forked: an import statement calls __import__ even when cached)
     assert result.returncode == 130 and result.stderr == "", result.stderr
     assert torch.load(rf_run, weights_only=False)["iteration"] == 2  # untouched
 
@@ -331,7 +323,7 @@ rf.FrameStack.step = lambda self, actions: (os.kill(os.getpid(), signal.SIGINT),
 sys.argv = ["curiosity_rf.py", "--eval-checkpoint", {str(rf_run)!r}, "--eval-episodes", "2"]
 rf.main()
 """
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    result = run_code(code, timeout=120)
     assert result.returncode == 130 and result.stderr == "", result.stderr
 
 
@@ -435,7 +427,7 @@ for point in {list(points)!r}:
 sys.argv = {argv!r}
 rf.main()
 """
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return run_code(code)
 
 
 def test_a_second_ctrl_c_while_closing_or_saving_loses_nothing(tmp_path):
@@ -773,7 +765,7 @@ rf.{function} = broken
 sys.argv = {argv!r}
 rf.main()
 """
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return run_code(code)
 
 
 def test_a_run_that_crashes_while_starting_leaves_no_run_directory(tmp_path):

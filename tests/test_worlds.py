@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, reference_frame_stack, read_scalars, run_script
+from conftest import ROOT, reference_frame_stack, read_scalars, run_script, torchrun
 from test_long_runs import SCRIPTS, assert_one_line_error, checkpoint_of
 
 sys.path.insert(0, str(ROOT))  # so that `benchmarks.worlds` imports here as the scripts import it
@@ -449,8 +449,6 @@ def test_two_player_pong_is_scored_and_filmed_and_trains_under_torchrun(pong_run
     with av.open(str(checkpoint.parent / "checkpoint_eval.mp4")) as container:
         frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
     assert len(frames) == length and np.ptp(frames[length // 2]) > 50
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           str(ROOT / "curiosity_rf.py"), *TINY_PONG, "--log-dir", str(tmp_path / "torchrun")]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    result = torchrun("curiosity_rf", *TINY_PONG, "--log-dir", str(tmp_path / "torchrun"))
     assert result.returncode == 0, result.stderr
     assert "weights identical in all 2 processes" in result.stdout
