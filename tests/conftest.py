@@ -46,7 +46,7 @@ def reference_frame_stack(frames: list, dones: list, num_frames: int = 4) -> np.
 # benchmark runner. Signals, crashes and full disks go to forked runs too (start_script, run_code): a
 # signal test's run 9.4 s -> about 4.5 s.
 PRELOAD = ["torch", "torch._dynamo", "numpy", "gymnasium", "ale_py", "tyro", "torch.utils.tensorboard",
-           "torch.distributed.run"]
+           "torch.distributed.launcher.api"]  # what torchrun imports (itself not: runpy warns when it runs it)
 _forkserver = None
 
 

@@ -1,6 +1,7 @@
 """torchrun: two CPU processes (gloo) with their own envs on a real game share weights and statistics,
 only rank 0 writes, and a distributed run resumes exactly (README, "Several processes, GPUs and machines")."""
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -75,3 +76,24 @@ def test_a_bad_flag_under_torchrun_is_told_once(flags, tmp_path):
     said = "error: --num-envs must be between 1" if flags[0] == "--num-envs" else "--no-such-flag"
     assert result.stderr.count(said) == 1, result.stderr  # by rank 0; rank 1 exits as it does, silently
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("tyro_exit, code", [(None, 1), (2, 2), (0, 0)])
+def test_a_process_other_than_rank_0_gives_rank_0_time_to_say_why_before_it_fails(rf, monkeypatch, capsys,
+                                                                                   tyro_exit, code):
+    """torchrun ends every process as soon as one fails: a rank 1 that failed first once cut off rank 0's
+    message (the flag test above, seen once on a loaded machine). Rank 1 now waits before it fails, silently:
+    after our check of --num-envs 0, after tyro's exit 2 (an unknown flag), not after --help's exit 0."""
+    slept = []
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setattr(rf.time, "sleep", slept.append)
+    monkeypatch.setattr(rf, "catch_stop_signals", lambda handler: None)  # (the tests' own handlers stay)
+    monkeypatch.setattr(rf.sys, "argv", ["curiosity_rf.py", "--num-envs", "0"])
+    monkeypatch.setattr(rf.sys, "stdout", rf.sys.stdout)  # (parse_args points it at /dev/null on rank 1)
+    if tyro_exit is not None:  # (tyro prints its own help and errors, then exits with these codes)
+        monkeypatch.setattr(rf.tyro, "cli", lambda *a, **k: (print("tyro: what it says", file=sys.stderr),
+                                                             sys.exit(tyro_exit)))
+    with pytest.raises(SystemExit) as stop:
+        rf.parse_args()
+    assert stop.value.code == code and slept == ([10] if code else [])
+    assert capsys.readouterr().err == ""
