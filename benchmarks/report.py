@@ -198,7 +198,7 @@ def wall_hours(status_dir: Path) -> dict:
     for path in status_dir.glob("*.json"):
         status = json.loads(path.read_text())
         variant = "__".join([status["script"], *([status["tag"]] if status.get("tag") else [])])
-        key = (variant, status["env_id"])
+        key = (variant, re.sub("[/:]", "-", status["env_id"]))  # as run.py's keys spell it, and the rows
         total, machines = hours.get(key, (0.0, ""))
         names = [*filter(None, machines.split(" + ")), *status.get("machines", {})]
         machines = " + ".join(dict.fromkeys(names))  # each once, in the order met

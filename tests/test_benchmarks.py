@@ -323,8 +323,14 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
                 writer.add_scalar("charts/tv_action_share", 0.3, (i + 1) * 40_000)
                 writer.add_scalar("charts/near_tv_share", 0.5, (i + 1) * 40_000)
         writer.close()
+    (tmp_path / "m" / "status").mkdir()
+    (tmp_path / "m" / "status" / "curiosity_extrinsic_mix__benchmarks.worlds-Maze-v0__s1__goal_only.json").write_text(
+        json.dumps(dict(script="curiosity_extrinsic_mix", env_id="benchmarks.worlds:Maze-v0", seed=1,
+                        tag="goal_only", seconds=4731.2, machines={"CPU A": 4731.2})))
     rows, _ = report_rows(tmp_path, "m", "mean_goal_reached\nbenchmarks.worlds:Maze-v0,512,0.0,0.0,1000.0,0.0")
     rows = {row["env_id"]: row for row in rows}
+    assert rows["benchmarks.worlds-Maze-v0"]["hours"] == "1.31"  # the status file's id, as the run's key spells it
+    assert rows["benchmarks.worlds-Maze-v0"]["machine"] == "CPU A"
     assert {row["score"] for row in rows.values()} == {"goal_reached"}
     assert rows["benchmarks.worlds-Maze-v0"]["final_return"] == "0.0"
     assert rows["benchmarks.worlds-Maze-v0"]["random_agent"] == "0.0"  # the CSV's id, as the run's key spells it
