@@ -87,7 +87,8 @@ class Started:
         self.command = [sys.executable, *([] if script.endswith(".py") else ["-m"]), script, *args]
         self.files = files
         self.out, self.err = (Path(files.name) / name for name in ("stdout", "stderr"))
-        self.out.touch(), self.err.touch()
+        for file in (self.out, self.err):
+            file.touch()
         self.process = _forkserver.Process(target=_run_as_main, args=(script, list(args), dict(os.environ),
                                                                        str(self.out), str(self.err), setup))
         self.process.start()
