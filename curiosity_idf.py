@@ -299,7 +299,9 @@ class EpisodeStats:
         return finished
 
     def log(self) -> dict:
-        """Mean score, length and counters of the episodes ended since the last call, in every process."""
+        """Mean score, length and counters of the episodes ended since the last call, in every process, and
+        how many ended: the weight of these means (an iteration where one maze episode reached the goal early
+        and one where 32 ran to the time limit are not worth the same in a success rate)."""
         returns, lengths, metrics = self.finished_returns, self.finished_lengths, self.finished_metrics
         self.finished_returns, self.finished_lengths, self.finished_metrics = [], [], {}
         gathered, rank = all_gather((returns, lengths, metrics))  # every process's, in rank order
@@ -311,7 +313,7 @@ class EpisodeStats:
             return {}
         counters = {k: [v for *_, m in gathered for v in m.get(k, [])] for *_, ms in gathered for k in ms}
         return {"charts/episodic_return": float(np.mean(returns)),
-                "charts/episodic_length": float(np.mean(lengths)),
+                "charts/episodic_length": float(np.mean(lengths)), "charts/episodes": len(returns),
                 **{f"charts/{name}": float(np.mean(values)) for name, values in counters.items() if values}}
 
 

@@ -34,7 +34,8 @@ from common import ROOT
 
 # what is read of each run, by the names random_agent.csv gives them (mean_return, ...)
 TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length", "ball_returns": "charts/ball_returns",
-        **{name: f"charts/{name}" for name in ("goal_reached", "tv_action_share", "near_tv_share")}}  # the maze's
+        **{name: f"charts/{name}" for name in ("goal_reached", "tv_action_share", "near_tv_share")},  # the maze's
+        "episodes": "charts/episodes"}  # how many episodes each logged mean is over (weights; not in older runs)
 FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of logged points
 
 
@@ -69,8 +70,23 @@ def read_runs(runs_dir: Path, scalar: str = TAGS["return"]) -> dict:
     return runs
 
 
-def final_scores(seeds: dict) -> np.ndarray:
-    return np.array([returns[-max(1, int(len(returns) * FINAL_FRACTION)):].mean() for _, returns in seeds.values()])
+def weights(frames: np.ndarray, episodes) -> np.ndarray:
+    """How many episodes each logged point of a run is the mean of (`episodes`: its (frames, counts) of
+    charts/episodes, logged at the same points); 1 each for a run that predates that count."""
+    if episodes is not None and np.array_equal(episodes[0], frames):
+        return episodes[1]
+    return np.ones(len(frames))
+
+
+def final_scores(seeds: dict, episodes: dict = None) -> np.ndarray:
+    """Each seed's mean over its last 10% of logged points, every episode ended there counted once (a point
+    is the mean of the episodes that ended in its iteration: in the maze one early success can be a point
+    of its own, beside 32 episodes cut at the time limit); `episodes` = {seed: (frames, counts)}."""
+    finals = []
+    for seed, (frames, values) in seeds.items():
+        last = max(1, int(len(values) * FINAL_FRACTION))
+        finals.append(np.average(values[-last:], weights=weights(frames, (episodes or {}).get(seed))[-last:]))
+    return np.array(finals)
 
 
 def mean_sem(values: np.ndarray) -> tuple[float, float]:
@@ -152,14 +168,16 @@ def order_matches(ours: dict, paper: dict, tie: float = 0.0):
 
 
 def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: dict, lengths: dict = None,
-              hours: dict = None) -> tuple[list, dict]:
+              hours: dict = None, episodes: dict = None) -> tuple[list, dict]:
     """The table's rows, one per (variant, env), and per (env, budget, tag) whether the scripts' order matches
     the paper's at that budget (None where fewer than two have a paper curve). Only runs of one tag are
     compared: a tag is a setting (a precision, a batch) that the runs of a variant share. `lengths` are the
-    runs' episode lengths, laid out as `runs`; `hours` the wall time and machines of each (variant, env)."""
+    runs' episode lengths and `episodes` their counts (charts/episodes, the weights of final_scores), laid out
+    as `runs`; `hours` the wall time and machines of each (variant, env)."""
     table = []
     for (variant, env), seeds in sorted(runs.items()):
-        mean, sem = mean_sem(final_scores(seeds))
+        counts = (episodes or {}).get((variant, env))
+        mean, sem = mean_sem(final_scores(seeds, counts))
         length = (lengths or {}).get((variant, env))
         frames = min(f[-1] for f, _ in seeds.values())
         random = random_agent.get(env, {})
@@ -173,7 +191,7 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
         table.append(dict(
             script=method(variant), tag=tag_of(variant), env_id=env, seeds=len(seeds), frames=int(frames),
             score=score, final_return=round(mean, 2), sem=round(sem, 2),
-            final_length=round(mean_sem(final_scores(length))[0]) if length else "",
+            final_length=round(mean_sem(final_scores(length, counts))[0]) if length else "",
             random_agent="" if random_score is None else random_score,
             random_length=random.get("mean_length", ""),
             paper_at_budget="" if at_budget is None else round(at_budget, 2),
@@ -259,32 +277,44 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
     return fig
 
 
-def first_frames_at(seeds: dict, level: float, window: int = 10):
-    """Frames at which the mean over seeds (curve()'s 100 points), smoothed over `window` points, first reaches
-    `level`; None if it never does."""
-    x, mean, _ = curve(seeds)
-    smooth = np.convolve(mean, np.ones(window) / window, mode="valid") if len(mean) >= window else mean[-1:]
+def first_frames_at(seeds: dict, level: float, episodes: dict = None, window: int = 10):
+    """Frames at which the mean over seeds (curve()'s 100 points), each seed smoothed over `window` points with
+    every episode counted once (final_scores), first reaches `level`; None if it never does."""
+    counts = {seed: (frames, weights(frames, (episodes or {}).get(seed))) for seed, (frames, _) in seeds.items()}
+    x, _, _ = curve(seeds)  # (100 points)
+    box = np.ones(window)
+    smooth = np.mean([np.convolve(np.interp(x, frames, values * counts[seed][1]), box, mode="valid")
+                      / np.convolve(np.interp(x, *counts[seed]), box, mode="valid")
+                      for seed, (frames, values) in seeds.items()], 0)
     reached = np.flatnonzero(smooth >= level)
     return None if not len(reached) else float(x[reached[0] + len(x) - len(smooth)])
 
 
-def maze_table(by_metric: dict) -> list[str]:
+def maze_table(by_metric: dict, random_agent: dict) -> list[str]:
     """The maze's own table (its runs log charts/goal_reached): success over the last 10% of iterations, frames
     to first reach 50% success (smoothed over a tenth of the run), and with the TV the shares of steps that
-    switched it and that were spent near it."""
+    switched it and that were spent near it; under each world's runs, its random agent's (random_agent.csv)."""
     rows = []
+    worlds = sorted({env for _, env in by_metric.get("goal_reached", {})})
     for (variant, env), seeds in sorted(by_metric.get("goal_reached", {}).items()):
-        success, sem = mean_sem(final_scores(seeds))
-        first = first_frames_at(seeds, 0.5)
+        episodes = by_metric.get("episodes", {}).get((variant, env))
+        success, sem = mean_sem(final_scores(seeds, episodes))
+        first = first_frames_at(seeds, 0.5, episodes)
         shares = [by_metric[m].get((variant, env)) for m in ("tv_action_share", "near_tv_share")]
-        shares = [f"{mean_sem(final_scores(s))[0]:.3f}" if s else "" for s in shares]
+        shares = [f"{mean_sem(final_scores(s, episodes))[0]:.3f}" if s else "" for s in shares]
         rows.append(f"| {method(variant)} | {tag_of(variant)} | {env} | {len(seeds)} | {success:.3f} +- {sem:.3f} | "
                     f"{'never' if first is None else f'{first:,.0f}'} | {shares[0]} | {shares[1]} |")
+    for env in worlds:
+        if row := random_agent.get(env):
+            shares = [f"{float(row[k]):.3f}" if row.get(k) else "" for k in ("mean_tv_action_share",
+                                                                           "mean_near_tv_share")]
+            rows.append(f"| random agent |  | {env} | {row['episodes']} episodes | "
+                        f"{float(row['mean_goal_reached']):.3f} | never | {shares[0]} | {shares[1]} |")
     if not rows:
         return []
     return ["", "The maze: success = share of episodes that reached the goal, over the last 10% of iterations; "
             "50% success = the frames at which the success rate, averaged over a tenth of the run, first "
-            "reaches 0.5; the TV's shares over the last 10% too (a random agent switches it on 1/5 of its steps).", "",
+            "reaches 0.5; the TV's shares over the last 10% too. The random agent's rows: its episodes.", "",
             "| script | tag | world | seeds | success | frames to 50% success | TV action share | time near the TV |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows]
 
@@ -311,7 +341,7 @@ def main():
     plot(by_metric, random_agent, paper_curves).savefig(out / "curves.png", dpi=110)
 
     table, order = summarise(runs, random_agent, paper_curves, read_csv(Path(args.paper), "env_id"),
-                             by_metric["length"], wall_hours(out / "status"))
+                             by_metric["length"], wall_hours(out / "status"), by_metric["episodes"])
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
@@ -343,7 +373,7 @@ def main():
     if ordered:
         lines += ["", "Order of the variants by final score, against the paper's order at our budget:",
                   *ordered]
-    lines += maze_table(by_metric)
+    lines += maze_table(by_metric, random_agent)
     lines += ["", "![learning curves](curves.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     print("\n".join(lines[4:-3]))

@@ -313,12 +313,15 @@ def test_two_player_pong_is_reported_by_ball_returns_and_episode_length_beside_t
 def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and_the_tvs_pull(tmp_path):
     runs = tmp_path / "m" / "runs"
     success = {"curiosity_extrinsic_mix__benchmarks.worlds-Maze-v0__s1__goal_only": lambda i: 0.0,
-               "curiosity_extrinsic_mix__benchmarks.worlds-MazeTV-v0__s1": lambda i: min(1.0, i / 50)}
+               "curiosity_extrinsic_mix__benchmarks.worlds-MazeTV-v0__s1": lambda i: min(1.0, i / 50),
+               "curiosity_extrinsic_mix__benchmarks.worlds-Maze-v0__s1": lambda i: i % 2}
     for key, of in success.items():
         writer = SummaryWriter(runs / key / "tb")
         for i in range(100):  # 40,000 agent steps a logged point
             writer.add_scalar("charts/goal_reached", of(i), (i + 1) * 40_000)
             writer.add_scalar("charts/episodic_return", of(i), (i + 1) * 40_000)
+            if key.endswith("Maze-v0__s1"):  # one episode reaching the goal early, then 31 cut at the time limit
+                writer.add_scalar("charts/episodes", 1 if i % 2 else 31, (i + 1) * 40_000)
             if "TV" in key:
                 writer.add_scalar("charts/tv_action_share", 0.3, (i + 1) * 40_000)
                 writer.add_scalar("charts/near_tv_share", 0.5, (i + 1) * 40_000)
@@ -327,16 +330,23 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
     (tmp_path / "m" / "status" / "curiosity_extrinsic_mix__benchmarks.worlds-Maze-v0__s1__goal_only.json").write_text(
         json.dumps(dict(script="curiosity_extrinsic_mix", env_id="benchmarks.worlds:Maze-v0", seed=1,
                         tag="goal_only", seconds=4731.2, machines={"CPU A": 4731.2})))
-    rows, _ = report_rows(tmp_path, "m", "mean_goal_reached\nbenchmarks.worlds:Maze-v0,512,0.0,0.0,1000.0,0.0")
-    rows = {row["env_id"]: row for row in rows}
+    rows, _ = report_rows(tmp_path, "m", "mean_goal_reached,mean_tv_action_share,mean_near_tv_share\n"
+                                         "benchmarks.worlds:Maze-v0,512,0.0,0.0,1000.0,0.0,,\n"
+                                         "benchmarks.worlds:MazeTV-v0,32,0.0,0.0,1000.0,0.0,0.2,0.22")
+    rows_list, rows = rows, {row["env_id"]: row for row in rows if row["tag"] or "TV" in row["env_id"]}
     assert rows["benchmarks.worlds-Maze-v0"]["hours"] == "1.31"  # the status file's id, as the run's key spells it
     assert rows["benchmarks.worlds-Maze-v0"]["machine"] == "CPU A"
     assert {row["score"] for row in rows.values()} == {"goal_reached"}
     assert rows["benchmarks.worlds-Maze-v0"]["final_return"] == "0.0"
     assert rows["benchmarks.worlds-Maze-v0"]["random_agent"] == "0.0"  # the CSV's id, as the run's key spells it
     assert rows["benchmarks.worlds-MazeTV-v0"]["final_return"] == "1.0"
+    mix = [row for row in rows_list if row["env_id"] == "benchmarks.worlds-Maze-v0" and row["tag"] == ""]
+    assert mix[0]["final_return"] == "0.03"  # 5 of 160 episodes, not half of the 10 points
     text = (tmp_path / "m" / "report.md").read_text()
     assert "| curiosity_extrinsic_mix | goal_only | benchmarks.worlds-Maze-v0 | 1 | 0.000 +- 0.000 | never |  |  |" in text
+    assert "| random agent |  | benchmarks.worlds-Maze-v0 | 512 episodes | 0.000 | never |  |  |" in text
+    assert "| curiosity_extrinsic_mix |  | benchmarks.worlds-Maze-v0 | 1 | 0.031 +- 0.000 | never |  |  |" in text
+    assert "| random agent |  | benchmarks.worlds-MazeTV-v0 | 32 episodes | 0.000 | never | 0.200 | 0.220 |" in text
     # success i / 50 at step 40,000 (i + 1), frames 160,000 (i + 1): its trailing mean over 10 points first
     # reaches 0.5 over points 21-30, at point 30: 4.96M frames
     line = [l for l in text.splitlines() if "| curiosity_extrinsic_mix |  | benchmarks.worlds-MazeTV-v0 |" in l][-1]

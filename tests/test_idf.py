@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY, load_script, read_scalars, run_script
-from test_rf import SPEC_TAGS
+from test_rf import EPISODE_TAGS, SPEC_TAGS
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_two_iterations_on_breakout_log_every_metric(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "iter 2/2 step 128 frames 512" in result.stdout
     scalars = read_scalars(tmp_path)
-    expected = SPEC_TAGS - {"charts/episodic_return", "charts/episodic_length"}
+    expected = SPEC_TAGS - EPISODE_TAGS
     expected |= {"losses/aux_loss", "charts/inverse_accuracy"}
     missing = expected - set(scalars)
     assert not missing, f"missing tags: {missing}"

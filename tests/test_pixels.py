@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY, load_script, read_images, read_scalars, run_script
-from test_rf import SPEC_TAGS
+from test_rf import EPISODE_TAGS, SPEC_TAGS
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_two_iterations_on_breakout_log_every_metric_and_predictions(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "iter 2/2 step 128 frames 512" in result.stdout
     scalars = read_scalars(tmp_path)
-    missing = SPEC_TAGS - {"charts/episodic_return", "charts/episodic_length"} - set(scalars)
+    missing = SPEC_TAGS - EPISODE_TAGS - set(scalars)
     assert not missing, f"missing tags: {missing}"
     assert [step for step, _ in scalars["losses/policy_loss"]] == [64, 128]
     assert all(np.isfinite(v) for tag in scalars for _, v in scalars[tag])

@@ -8,8 +8,9 @@ import torch
 
 from conftest import ROOT, TINY, load_script, read_scalars, reference_frame_stack, run_script
 
-SPEC_TAGS = {
-    "charts/episodic_return", "charts/episodic_length", "charts/SPS", "charts/frames",
+EPISODE_TAGS = {"charts/episodic_return", "charts/episodic_length", "charts/episodes"}  # once an episode ends
+SPEC_TAGS = EPISODE_TAGS | {
+    "charts/SPS", "charts/frames",
     "charts/intrinsic_reward_mean", "charts/reward_rms_std", "charts/feature_std",
     "losses/policy_loss", "losses/value_loss", "losses/entropy", "losses/approx_kl", "losses/clipfrac",
     "losses/explained_variance", "losses/dynamics_loss",
@@ -483,7 +484,7 @@ def test_two_iterations_on_breakout_log_every_metric_and_repeat_exactly(tmp_path
         assert "iter 2/2 step 128 frames 512" in result.stdout
         runs.append(read_scalars(tmp_path / name))
     scalars = runs[0]
-    missing = SPEC_TAGS - {"charts/episodic_return", "charts/episodic_length"} - set(scalars)
+    missing = SPEC_TAGS - EPISODE_TAGS - set(scalars)
     assert not missing, f"missing tags: {missing}"
     assert [step for step, _ in scalars["losses/policy_loss"]] == [64, 128]
     assert [v for _, v in scalars["charts/frames"]] == [256, 512]
@@ -502,3 +503,4 @@ def test_episodic_return_is_logged_when_episodes_end(tmp_path):
     lengths = [v for _, v in scalars["charts/episodic_length"]]
     assert lengths and all(v <= 20 for v in lengths)
     assert "charts/episodic_return" in scalars
+    assert scalars["charts/episodes"] == [(128, 4.0)]  # each of the 4 envs ends one, at its step 20 (iteration 2)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY, load_script, read_images, read_scalars, run_script
-from test_rf import SPEC_TAGS
+from test_rf import EPISODE_TAGS, SPEC_TAGS
 
 VAE_TAGS = {"losses/aux_loss", "losses/reconstruction_nll", "losses/kl", "charts/decoder_std"}
 
@@ -191,7 +191,7 @@ def test_two_iterations_on_breakout_log_every_metric_and_reconstructions(tmp_pat
     assert result.returncode == 0, result.stderr
     assert "iter 2/2 step 128 frames 512" in result.stdout
     scalars = read_scalars(tmp_path)
-    missing = (SPEC_TAGS - {"charts/episodic_return", "charts/episodic_length"} | VAE_TAGS) - set(scalars)
+    missing = (SPEC_TAGS - EPISODE_TAGS | VAE_TAGS) - set(scalars)
     assert not missing, f"missing tags: {missing}"
     assert all(np.isfinite(v) for tag in scalars for _, v in scalars[tag])
     assert [step for step, _ in scalars["losses/aux_loss"]] == [64, 128]

@@ -99,8 +99,8 @@ def test_the_door_makes_any_image_world_the_references_grey_frames_stacked_and_l
     np.testing.assert_array_equal(np.array(stacks), reference_frame_stack(frames, dones))
     np.testing.assert_array_equal(stacks[3][0], np.concatenate([expected(5, 1, 0)] * 4))  # the next episode
     logged = stats.log()  # the counters of the episode's last step, by name; the string is left out
-    assert logged == {"charts/episodic_return": 3.0, "charts/episodic_length": 3.0, "charts/twos": 1.5,
-                      "charts/won": 0.5}
+    assert logged == {"charts/episodic_return": 3.0, "charts/episodic_length": 3.0, "charts/episodes": 2,
+                      "charts/twos": 1.5, "charts/won": 0.5}
     envs.close()
 
 
