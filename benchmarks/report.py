@@ -50,6 +50,12 @@ def metrics_of(env_id: str) -> tuple:
     return ("return",)
 
 
+def env_of(env_id: str) -> str:
+    """An env id as the report's rows name it: as run.py's run keys spell it ("/" and ":" made "-"), with
+    ALE's "ALE/" given back (benchmarks.worlds:Maze-v0 -> benchmarks.worlds-Maze-v0, ALE/Pong-v5 stays)."""
+    return re.sub("[/:]", "-", env_id).replace("ALE-", "ALE/")
+
+
 def read_runs(runs_dir: Path, scalar: str = TAGS["return"]) -> dict:
     """{(variant, env_id): {seed: (frames, values of `scalar`)}} from run.py's layout
     runs/SCRIPT__ENV__sSEED[__TAG]/<tb dir>/; the variant is the script, or SCRIPT__TAG for a tagged run (a
@@ -65,7 +71,7 @@ def read_runs(runs_dir: Path, scalar: str = TAGS["return"]) -> dict:
         if scalar not in acc.Tags()["scalars"]:
             continue
         points = acc.Scalars(scalar)
-        runs[("__".join([script, *tag]), env.replace("ALE-", "ALE/"))][int(seed[1:])] = (
+        runs[("__".join([script, *tag]), env_of(env))][int(seed[1:])] = (
             np.array([4 * p.step for p in points], dtype=np.float64), np.array([p.value for p in points]))
     return runs
 
@@ -216,7 +222,7 @@ def wall_hours(status_dir: Path) -> dict:
     for path in status_dir.glob("*.json"):
         status = json.loads(path.read_text())
         variant = "__".join([status["script"], *([status["tag"]] if status.get("tag") else [])])
-        key = (variant, re.sub("[/:]", "-", status["env_id"]))  # as run.py's keys spell it, and the rows
+        key = (variant, env_of(status["env_id"]))
         total, machines = hours.get(key, (0.0, ""))
         names = [*filter(None, machines.split(" + ")), *status.get("machines", {})]
         machines = " + ".join(dict.fromkeys(names))  # each once, in the order met
@@ -336,7 +342,7 @@ def main():
         runs.update({key: seeds for key, seeds in tagged.items() if metrics_of(key[1])[0] == metric})
     if not runs:
         raise SystemExit(f"error: no finished episodes logged under {out / 'runs'}; run benchmarks/run.py first")
-    random_agent = {re.sub("[/:]", "-", env): row for env, row in read_csv(Path(args.random_agent), "env_id").items()}
+    random_agent = {env_of(env): row for env, row in read_csv(Path(args.random_agent), "env_id").items()}
     paper_curves = read_paper_curves(Path(args.paper_curves))
     plot(by_metric, random_agent, paper_curves).savefig(out / "curves.png", dpi=110)
 

@@ -179,6 +179,25 @@ def _report():
     return report
 
 
+def test_status_files_and_random_agent_rows_name_an_env_as_the_runs_do(tmp_path):
+    """The run keys make "/" and ":" a dash; the rows give ALE's "ALE/" back: every id the scripts take is
+    named one way by runs, status files (wall time) and the random agent's CSV."""
+    report = _report()
+    for env_id, key in (("ALE/Pong-v5", "ALE-Pong-v5"), ("benchmarks.worlds:Maze-v0", "benchmarks.worlds-Maze-v0"),
+                        ("PongNoFrameskip-v4", "PongNoFrameskip-v4")):
+        writer = SummaryWriter(tmp_path / "runs" / f"curiosity_rf__{key}__s1" / "tb")
+        writer.add_scalar("charts/episodic_return", 1.0, 100)
+        writer.close()
+        (tmp_path / "status").mkdir(exist_ok=True)
+        (tmp_path / "status" / f"curiosity_rf__{key}__s1.json").write_text(json.dumps(
+            dict(script="curiosity_rf", env_id=env_id, seed=1, tag=None, seconds=3600, machines={"CPU A": 3600})))
+        assert report.env_of(env_id) == report.env_of(key)
+    runs = report.read_runs(tmp_path / "runs")
+    assert set(runs) == set(report.wall_hours(tmp_path / "status")) == {
+        ("curiosity_rf", "ALE/Pong-v5"), ("curiosity_rf", "benchmarks.worlds-Maze-v0"),
+        ("curiosity_rf", "PongNoFrameskip-v4")}
+
+
 def test_paper_curve_is_interpolated_from_the_random_agent_and_stops_at_its_last_point():
     report = _report()
     curve = report.read_paper_curves(BENCH / "paper_curves.csv")[("Breakout", "curiosity_rf")]
