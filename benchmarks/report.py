@@ -36,6 +36,7 @@ from common import ROOT
 TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length", "ball_returns": "charts/ball_returns",
         **{name: f"charts/{name}" for name in ("goal_reached", "tv_action_share", "near_tv_share")},  # the maze's
         "episodes": "charts/episodes"}  # how many episodes each logged mean is over (weights; not in older runs)
+RATES = ("goal_reached", "tv_action_share", "near_tv_share")  # rates over episodes: plotted by rate_curve
 FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of logged points
 
 
@@ -253,7 +254,11 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
         end = max(f[-1] for seeds in runs.values() for f, _ in seeds.values())
         for script, _ in sorted(runs):
             name = script.removeprefix("curiosity_")
-            x, mean, sem = curve(runs[(script, env)])
+            if metric in RATES:  # over a tenth of the run, every episode once
+                x, mean = rate_curve(runs[(script, env)], by_metric.get("episodes", {}).get((script, env)))
+                sem = np.zeros_like(mean)
+            else:
+                x, mean, sem = curve(runs[(script, env)])
             (line,) = ax.plot(x / 1e6, mean, label=f"{name} (n={len(runs[(script, env)])})")
             ax.fill_between(x / 1e6, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
             if metric != "return" or (game_of(env), method(script)) not in paper_curves:
@@ -283,17 +288,24 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
     return fig
 
 
-def first_frames_at(seeds: dict, level: float, episodes: dict = None, window: int = 10):
-    """Frames at which the mean over seeds (curve()'s 100 points), each seed smoothed over `window` points with
-    every episode counted once (final_scores), first reaches `level`; None if it never does."""
+def rate_curve(seeds: dict, episodes: dict = None, window: int = 10):
+    """A rate over episodes (the maze's success, its TV shares) as it went: each seed's trailing mean over
+    `window` of curve()'s 100 points, every episode counted once (final_scores), then the mean over seeds.
+    Per iteration it would jump to 1 whenever one early success was the only episode to end."""
     counts = {seed: (frames, weights(frames, (episodes or {}).get(seed))) for seed, (frames, _) in seeds.items()}
     x, _, _ = curve(seeds)  # (100 points)
     box = np.ones(window)
     smooth = np.mean([np.convolve(np.interp(x, frames, values * counts[seed][1]), box, mode="valid")
                       / np.convolve(np.interp(x, *counts[seed]), box, mode="valid")
                       for seed, (frames, values) in seeds.items()], 0)
-    reached = np.flatnonzero(smooth >= level)
-    return None if not len(reached) else float(x[reached[0] + len(x) - len(smooth)])
+    return x[window - 1:], smooth
+
+
+def first_frames_at(seeds: dict, level: float, episodes: dict = None):
+    """Frames at which rate_curve first reaches `level`; None if it never does."""
+    x, rate = rate_curve(seeds, episodes)
+    reached = np.flatnonzero(rate >= level)
+    return None if not len(reached) else float(x[reached[0]])
 
 
 def maze_table(by_metric: dict, random_agent: dict) -> list[str]:
@@ -320,7 +332,8 @@ def maze_table(by_metric: dict, random_agent: dict) -> list[str]:
         return []
     return ["", "The maze: success = share of episodes that reached the goal, over the last 10% of iterations; "
             "50% success = the frames at which the success rate, averaged over a tenth of the run, first "
-            "reaches 0.5; the TV's shares over the last 10% too. The random agent's rows: its episodes.", "",
+            "reaches 0.5; the TV's shares over the last 10% too; each counts every episode once, and so do their "
+            "curves (over a tenth of the run). The random agent's rows: its episodes.", "",
             "| script | tag | world | seeds | success | frames to 50% success | TV action share | time near the TV |",
             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows]
 

@@ -377,6 +377,8 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
     axes = [ax for ax in report.plot(by_metric, {}, {}).axes if ax.get_lines()]
     assert [ax.get_ylabel() for ax in axes] == ["success (goal reached)", "success (goal reached)",
                                                 "share of steps switching the TV", "share of steps near the TV"]
+    (mix,) = [line for line in axes[0].get_lines() if line.get_label() == "extrinsic_mix (n=1)"]
+    assert np.allclose(mix.get_ydata(), 5 / 160, atol=0.005)  # every episode once, not a jump at each success
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):
