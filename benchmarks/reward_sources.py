@@ -50,7 +50,8 @@ def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int,
     obs_norm, policy, phi, forward_model = networks.values()
     generator = torch.Generator().manual_seed(seed)
     next_obs, info = envs.reset(seed=seed)
-    lives, episode_step = info["lives"].copy(), np.zeros(num_envs, np.int64)
+    no_lives = np.zeros(num_envs, np.int64)  # a world without lives (the maze): none is ever lost
+    lives, episode_step = info.get("lives", no_lives).copy(), np.zeros(num_envs, np.int64)
     columns = {k: [] for k in ("r_int", "phi_move", "predicted_move", "reward", "done", "lives_before",
                                "lives_after", "episode_step", *(["r_int_bf16"] if bf16 else []))}
     for _ in range(rollouts):
@@ -65,9 +66,9 @@ def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int,
             columns["done"].append(done)
             columns["lives_before"].append(lives)
             # at an episode's end, info["lives"] is already the next episode's
-            columns["lives_after"].append(np.where(done, lives, info["lives"]))
+            columns["lives_after"].append(np.where(done, lives, info.get("lives", no_lives)))
             columns["episode_step"].append(episode_step.copy())
-            lives, episode_step = info["lives"].copy(), np.where(done, 0, episode_step + 1)
+            lives, episode_step = info.get("lives", no_lives).copy(), np.where(done, 0, episode_step + 1)
             obs.append(next_obs)
             actions.append(action)
         with torch.no_grad():  # as the scripts do after a rollout: features of all T+1 frames, then f's error

@@ -437,6 +437,21 @@ def test_a_killed_pong_trainer_ends_its_env_processes_quietly_and_a_policy_of_an
     assert result.stdout == ""
 
 
+def test_reward_sources_plays_a_world_without_lives(rf, pong_run):
+    """benchmarks/reward_sources.py read info["lives"], which only ALE gives: on a world it stopped with a
+    KeyError (seen on the maze's checkpoint); now a world loses no lives and the rest is measured as on Atari."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from reward_sources import play, reward_sources
+
+    checkpoint = torch.load(checkpoint_of(pong_run), weights_only=False)
+    transitions = play(rf, checkpoint, num_envs=2, num_steps=8, rollouts=1, seed=1)
+    assert transitions["r_int"].shape == (8, 2) and (transitions["r_int"] > 0).all()
+    assert (transitions["lives_before"] == 0).all() and (transitions["lives_after"] == 0).all()
+    ratio, count = reward_sources(transitions)["life lost"]
+    assert count == 0 and np.isnan(ratio)
+    assert reward_sources(transitions)["first 3 steps of an episode"][1] == 2 * 3
+
+
 def test_two_player_pong_is_scored_and_filmed_and_trains_under_torchrun(pong_run, tmp_path):
     av = pytest.importorskip("av")
     checkpoint = checkpoint_of(pong_run)
