@@ -621,7 +621,8 @@ def parse_args() -> tuple[Args, Optional[dict]]:
                 args = tyro.cli(Args, default=Args(**saved))
             check_args(args, checkpoint)
     except SystemExit as stop:  # the other processes exit as rank 0 does, silently
-        if not rank_0 and stop.code not in (0, None):  # torchrun ends every process once one has failed:
+        stopped = stop.code in (0, None, *(128 + s for s in STOP_SIGNALS))  # --help, or a signal
+        if not rank_0 and not stopped:  # a bad flag: torchrun ends every process once one has failed, so
             time.sleep(10)  # the others give rank 0 time to say why (else its words can be cut off)
         raise stop if rank_0 or not isinstance(stop.code, str) else SystemExit(1)
     return args, checkpoint
