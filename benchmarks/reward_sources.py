@@ -19,7 +19,9 @@ First it prints the forward model's mean error beside the error of predicting no
 Kinds (a transition may be of several): the episode's end (game over, or the cap: the next
 observation is already the next episode's first), the first 3 steps of an episode (stacks still
 holding copies of the first frame), a life lost (`info["lives"]` falls), the 8 steps after a life
-lost (the game waits for the next serve), a game reward (a brick hit on Breakout), and the rest.
+lost (the game waits for the next serve), a game reward (a brick hit on Breakout), and the rest. In the
+maze with its noisy TV (benchmarks.worlds:MazeTV-v0) also: a switch of the TV near it (a new random picture)
+and the other steps near the TV.
 
 With --bf16 it also computes every intrinsic reward under bfloat16 autocast, as `--bf16` training would, from
 the same weights and frames, and prints how far the two agree (correlation, mean absolute difference relative
@@ -34,10 +36,19 @@ import torch
 from common import load_script
 
 
+def steps_from_shares(share: np.ndarray, episode_step: np.ndarray, done: np.ndarray, count: np.ndarray):
+    """This step's 0 or 1 in each env from its episode's running share of such steps (the maze's info gives
+    tv_action_share and near_tv_share: steps so far of the kind / steps so far), and the count to carry
+    into the next step (`count`: the count before this step; 0 again after an episode's end)."""
+    counted = np.rint(share * (episode_step + 1))
+    return counted - count, np.where(done, 0, counted)
+
+
 def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int, seed: int, bf16: bool = False):
     """Rollouts of the checkpoint's policy; per transition: intrinsic reward (with `bf16`, also under bfloat16
-    autocast: r_int_bf16), game reward, episode end, lives before and after, and the step's index within its
-    episode. Arrays of shape (rollouts * T, N)."""
+    autocast: r_int_bf16), game reward, episode end, lives before and after, the step's index within its
+    episode, the action, and in the maze with its TV whether the step switched it and whether it was near
+    it (tv_switch_action, near_tv). Arrays of shape (rollouts * T, N)."""
     args = script.Args(**{**checkpoint["args"], "resume": None, "eval_checkpoint": None})
     envs = script.make_envs(args.env_id, num_envs, args.max_episode_steps)
     num_actions = envs.single_action_space.n
@@ -52,8 +63,10 @@ def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int,
     next_obs, info = envs.reset(seed=seed)
     no_lives = np.zeros(num_envs, np.int64)  # a world without lives (the maze): none is ever lost
     lives, episode_step = info.get("lives", no_lives).copy(), np.zeros(num_envs, np.int64)
+    tv = {name: np.zeros(num_envs) for name in ("tv_action_share", "near_tv_share") if name in info}  # counts
     columns = {k: [] for k in ("r_int", "phi_move", "predicted_move", "reward", "done", "lives_before",
-                               "lives_after", "episode_step", *(["r_int_bf16"] if bf16 else []))}
+                               "lives_after", "episode_step", "action", *(["r_int_bf16"] if bf16 else []),
+                               *(["tv_switch_action", "near_tv"] if tv else []))}
     for _ in range(rollouts):
         obs, actions = [next_obs], []
         for _ in range(num_steps):
@@ -68,6 +81,11 @@ def play(script, checkpoint: dict, num_envs: int, num_steps: int, rollouts: int,
             # at an episode's end, info["lives"] is already the next episode's
             columns["lives_after"].append(np.where(done, lives, info.get("lives", no_lives)))
             columns["episode_step"].append(episode_step.copy())
+            columns["action"].append(action.numpy())
+            for name, column in zip(tv, ("tv_switch_action", "near_tv")):  # (at an episode's end, info is the
+                share = np.where(done, info.get("final_info", {}).get(name, 0.0), info[name])  # next one's)
+                step, tv[name] = steps_from_shares(share.astype(np.float64), episode_step, done, tv[name])
+                columns[column].append(step.astype(bool))
             lives, episode_step = info.get("lives", no_lives).copy(), np.where(done, 0, episode_step + 1)
             obs.append(next_obs)
             actions.append(action)
@@ -102,6 +120,10 @@ def reward_sources(t: dict, wait: int = 8, column: str = "r_int") -> dict:
         f"the {wait} steps after a life lost": after_life_lost & ~life_lost,
         "game reward (e.g. a brick hit)": t["reward"] > 0,
     }
+    if "near_tv" in t:  # the maze with its noisy TV
+        switched = t["tv_switch_action"] & t["near_tv"]
+        kinds["a TV switch near it (a new picture)"] = switched
+        kinds["the other steps near the TV"] = t["near_tv"] & ~switched
     kinds["the rest"] = ~np.logical_or.reduce(list(kinds.values()))
     mean = t[column].mean()
     return {name: (float(t[column][mask].mean() / mean) if mask.any() else float("nan"), int(mask.sum()))

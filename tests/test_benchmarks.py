@@ -465,6 +465,21 @@ def test_compute_ceiling_counts_every_flop_of_an_rf_iteration():
     assert flops_per_step("curiosity_rf", "BreakoutNoFrameskip-v4", [], num_envs=4, num_steps=T) == rollout + update
 
 
+def test_reward_sources_reads_each_steps_kind_back_from_the_mazes_running_shares():
+    """The maze's info gives shares of the episode so far (near_tv_share = steps near the TV / steps); one env,
+    steps near, far, near, near and the episode ends (its last info in final_info), then far, near."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from reward_sources import steps_from_shares
+
+    shares = [1 / 1, 1 / 2, 2 / 3, 3 / 4, 0 / 1, 1 / 2]
+    episode_steps, dones = [0, 1, 2, 3, 0, 1], [False, False, False, True, False, False]
+    count, steps = np.zeros(1), []
+    for share, episode_step, done in zip(shares, episode_steps, dones):
+        step, count = steps_from_shares(np.array([share]), np.array([episode_step]), np.array([done]), count)
+        steps.append(step[0])
+    assert steps == [1, 0, 1, 1, 0, 1] and count[0] == 1
+
+
 def test_reward_sources_divides_each_kind_of_transition_by_the_mean():
     sys.path.insert(0, str(BENCH))
     from reward_sources import reward_sources

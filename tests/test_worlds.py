@@ -203,6 +203,30 @@ def test_the_mix_script_trains_in_the_maze_with_its_tv_through_the_door(tmp_path
     assert scalars["charts/intrinsic_reward_mean"][-1][1] > 0
     assert "Falling back" not in result.stdout  # MiniWorld's line about anti-aliasing, once per env, muted
 
+    # benchmarks/reward_sources.py on its checkpoint: each step's switch and nearness to the TV, read back from
+    # the running shares the env processes give, are those of the same episodes played here in-process
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from common import load_script
+    from reward_sources import play, reward_sources
+
+    checkpoint = torch.load(checkpoint_of(tmp_path), weights_only=False)
+    t = play(load_script("curiosity_extrinsic_mix"), checkpoint, num_envs=2, num_steps=8, rollouts=1, seed=1)
+    np.testing.assert_array_equal(t["tv_switch_action"], t["action"] == worlds.SWITCH)
+    for i in range(2):  # env i of a vector env reset with seed 1 has seed 1 + i
+        env, world, _, _ = maze(tv=True, seed=1 + i)
+        near = []
+        for action in t["action"][:, i]:
+            env.step(action)
+            near.append(np.linalg.norm(world.agent.pos - world.tv.pos * [1, 0, 1]) < worlds.TV_RANGE)
+        env.close()
+        np.testing.assert_array_equal(t["near_tv"][:, i], near)
+    assert t["near_tv"][:, 1].all()  # (seed 2 starts in a room beside the TV's wall)
+    sources = reward_sources(t)
+    switched = int((t["tv_switch_action"] & t["near_tv"]).sum())
+    assert sources["a TV switch near it (a new picture)"][1] == switched
+    assert sources["the other steps near the TV"][1] == t["near_tv"].sum() - switched
+    assert sources["the rest"][1] == (~t["near_tv"] & (t["episode_step"] >= 3)).sum()
+
 
 # ---------------------------------------------------------------------------------------------------------
 # The retro worlds
