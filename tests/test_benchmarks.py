@@ -466,8 +466,8 @@ def test_compute_ceiling_counts_every_flop_of_an_rf_iteration():
 
 
 def test_reward_sources_reads_each_steps_kind_back_from_the_mazes_running_shares():
-    """The maze's info gives shares of the episode so far (near_tv_share = steps near the TV / steps); one env,
-    steps near, far, near, near and the episode ends (its last info in final_info), then far, near."""
+    """The maze's info gives shares of the episode so far (near_tv_share = steps near the TV / steps); one
+    env, steps near, far, near, near and the episode ends (its last info in final_info), then far, near."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from reward_sources import steps_from_shares
 

@@ -203,8 +203,8 @@ def test_the_mix_script_trains_in_the_maze_with_its_tv_through_the_door(tmp_path
     assert scalars["charts/intrinsic_reward_mean"][-1][1] > 0
     assert "Falling back" not in result.stdout  # MiniWorld's line about anti-aliasing, once per env, muted
 
-    # benchmarks/reward_sources.py on its checkpoint: each step's switch and nearness to the TV, read back from
-    # the running shares the env processes give, are those of the same episodes played here in-process
+    # benchmarks/reward_sources.py on its checkpoint: each step's switch and nearness to the TV, read back
+    # from the running shares the env processes give, are those of the same episodes played here in-process
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from common import load_script
     from reward_sources import play, reward_sources
