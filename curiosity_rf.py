@@ -1080,16 +1080,16 @@ def finish(snapshot: Optional[dict], checkpoint: Optional[dict], checkpoint_path
 
 
 def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: int, greedy: bool, seed: int,
-             video_path: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
-    """Raw game score and length of `episodes` whole episodes, played in envs of their own; each env plays
-    a fixed share, so short episodes are not favoured. With `video_path`, env 0's first episode goes to an
-    mp4."""
+             video_path: Optional[str] = None) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Raw game score, length and a world's counters ({name: values}: the maze's goal_reached, two-player
+    Pong's ball_returns) of `episodes` whole episodes, played in envs of their own; each env plays a fixed
+    share, so short episodes are not favoured. With `video_path`, env 0's first episode goes to an mp4."""
     envs = make_envs(args.env_id, min(episodes, args.num_envs), args.max_episode_steps)
     share = episodes // envs.num_envs + (np.arange(envs.num_envs) < episodes % envs.num_envs)
     obs, stats = envs.reset(seed=env_seeds(seed, envs.num_envs))[0], EpisodeStats(envs.num_envs)
     device = obs_norm.mean.device
     generator = torch.Generator(device).manual_seed(seed)  # its own, so training's random stream is untouched
-    returns, lengths, frames = [], [], [] if video_path else None
+    returns, lengths, counters, frames = [], [], {}, [] if video_path else None
     while len(returns) < episodes:
         with torch.no_grad():
             logits = policy(obs_norm(torch.from_numpy(obs).to(device)))[0]
@@ -1099,22 +1099,28 @@ def evaluate(policy: Policy, obs_norm: ObservationNorm, args: Args, episodes: in
             actions = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
         if frames is not None:
             frames.append(obs[0, -1])
-        obs, rewards, terminated, truncated, _ = envs.step(actions.cpu().numpy())
-        scores, ep_lengths = stats.update(rewards, terminated, truncated)
-        for i, score, length in zip(np.flatnonzero(terminated | truncated), scores, ep_lengths):
+        obs, rewards, terminated, truncated, info = envs.step(actions.cpu().numpy())
+        scores, ep_lengths = stats.update(rewards, terminated, truncated, info)
+        # a world's counters of the episodes that just ended, in env order as scores
+        ended = {name: v for name, v in stats.finished_metrics.items() if len(v) == len(scores)}
+        stats.finished_metrics = {}
+        envs_ended = np.flatnonzero(terminated | truncated)
+        for j, (i, score, length) in enumerate(zip(envs_ended, scores, ep_lengths)):
             if share[i] > 0:  # an env that has played its share keeps playing, unrecorded
                 share[i] -= 1
                 returns.append(score)
                 lengths.append(length)
+                for name, values in ended.items():
+                    counters.setdefault(name, []).append(values[j])
         if frames is not None and (terminated[0] or truncated[0]):
             write_video(frames, video_path)
             frames = None
     envs.close()
-    return np.array(returns), np.array(lengths)
+    return np.array(returns), np.array(lengths), {name: np.array(v) for name, v in counters.items()}
 
 
 def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
-    """--eval-checkpoint: plays the checkpoint's policy and prints the raw game score."""
+    """--eval-checkpoint: plays the checkpoint's policy and prints its score and a world's counters."""
     saved = checkpoint["networks"]
     policy = Policy(len(saved.get("policy", {}).get("logits.bias", [0])))  # else load_weights says why
     obs_norm = ObservationNorm(np.zeros((4, 84, 84)), 1.0)
@@ -1126,12 +1132,13 @@ def evaluate_checkpoint(args: Args, checkpoint: dict) -> None:
         except OSError as err:
             raise SystemExit(f"error: cannot write the video {video!r} ({err.strerror}); copy the "
                              "checkpoint somewhere writable, or drop --capture-video")
-    scores, lengths = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy, args.seed + 1,
-                               video)
+    scores, lengths, counters = evaluate(policy, obs_norm, args, args.eval_episodes, args.eval_greedy,
+                                         args.seed + 1, video)
     video = f"; video {video}" if video and os.path.exists(video) else ""  # (none if it could not be written)
+    counters = "".join(f", {name} {v.mean():.3g} +- {v.std():.3g}" for name, v in counters.items())
     print(f"{args.eval_episodes} episodes of {args.env_id} at step {checkpoint['global_step']:,}"
           f"{' (greedy)' if args.eval_greedy else ''}: score {scores.mean():.1f} +- {scores.std():.1f}, "
-          f"length {lengths.mean():.0f} +- {lengths.std():.0f}{video}")
+          f"length {lengths.mean():.0f} +- {lengths.std():.0f}{counters}{video}")
 
 
 def record_video(policy: Policy, obs_norm: ObservationNorm, args: Args, run_dir: str, global_step: int,

@@ -7,8 +7,9 @@
 
 Gymnasium imports this module for the `benchmarks.worlds:` prefix (from the repository root) and makes the id.
 Each world returns grey or RGB images and takes discrete actions; per-episode counters (ball returns, x
-distance, goal reached, the TV's use) travel in `info`, which the scripts log as `charts/NAME` at each
-episode's end. Retro worlds need `pip install stable-retro`; the maze needs `pip install miniworld`.
+distance, goal reached, rooms visited, the TV's use) travel in `info`, which the scripts log as `charts/NAME`
+at each episode's end and their evaluation prints. Retro worlds need `pip install stable-retro`; the maze
+needs `pip install miniworld`.
 """
 import contextlib
 import io
@@ -192,6 +193,11 @@ def room_centre(row: int, col: int) -> np.ndarray:
     return np.array([(min_x + max_x) / 2, 0.0, (min_z + max_z) / 2])
 
 
+def room_of(pos: np.ndarray) -> tuple[int, int]:
+    """(row, col) of the room at a position; a doorway's floor counts as the room on its smaller side."""
+    return int(pos[2] // (ROOM + GAP)), int(pos[0] // (ROOM + GAP))
+
+
 def make_maze(tv: bool = False):
     """The maze world, its MiniWorld class built here so that MiniWorld (and OpenGL) load only when a maze is
     made."""
@@ -233,8 +239,9 @@ def make_maze(tv: bool = False):
         heading (a multiple of 15 degrees); actions: no-op, forward, turn left, turn right (and, with the TV,
         switch it to a random portrait, which works only within TV_RANGE of it). Reward +1 on reaching the
         goal, which ends the episode; MAZE_STEPS steps at most (gymnasium's TimeLimit, as registered).
-        `info` at every step: goal_reached (0 or 1), and with the TV tv_action_share and near_tv_share, the
-        episode's shares of steps that took the switch action and that were spent near the TV."""
+        `info` at every step: goal_reached (0 or 1), rooms_visited (how many of the nine the episode has
+        entered, its start's included), and with the TV tv_action_share and near_tv_share, the episode's
+        shares of steps that took the switch action and that were spent near the TV."""
 
         def __init__(self):
             params = DEFAULT_PARAMS.no_random()
@@ -265,6 +272,7 @@ def make_maze(tv: bool = False):
             heading = math.radians(TURN * self.np_random.integers(360 // TURN))
             self.place_agent(pos=room_centre(*start), dir=heading)
             self.switches = self.near_tv = 0
+            self.rooms_entered = {start}  # how far the episode explores, goal or not
 
         def step(self, action):
             self.step_count += 1
@@ -281,13 +289,15 @@ def make_maze(tv: bool = False):
                     self.tv.show(int(self.np_random.integers(len(portraits))))
                 info = {"tv_action_share": self.switches / self.step_count,
                         "near_tv_share": self.near_tv / self.step_count}
+            self.rooms_entered.add(room_of(self.agent.pos))
             reached = bool(self.near(self.goal))
-            return self.render_obs(), float(reached), reached, False, {"goal_reached": int(reached), **info}
+            info = {"goal_reached": int(reached), "rooms_visited": len(self.rooms_entered), **info}
+            return self.render_obs(), float(reached), reached, False, info
 
         def reset(self, *, seed=None, options=None):
             obs, _ = super().reset(seed=seed, options=options)
             info = {"tv_action_share": 0.0, "near_tv_share": 0.0} if self.tv_enabled else {}
-            return obs, {"goal_reached": 0, **info}
+            return obs, {"goal_reached": 0, "rooms_visited": 1, **info}
 
     return Maze()
 

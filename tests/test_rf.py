@@ -300,8 +300,8 @@ def test_evaluation_sees_what_the_training_envs_show(rf):
 
     args = rf.Args(num_envs=2, max_episode_steps=8)
     norm = rf.ObservationNorm(np.zeros((4, 84, 84)), 1.0)  # x = obs: the policy sees the raw frames
-    scores, lengths = rf.evaluate(Recorder(), norm, args, episodes=2, greedy=True, seed=7)
-    assert lengths.tolist() == [8, 8]
+    scores, lengths, counters = rf.evaluate(Recorder(), norm, args, episodes=2, greedy=True, seed=7)
+    assert lengths.tolist() == [8, 8] and counters == {}  # (Atari: no counters)
     envs = rf.make_envs(args.env_id, 2, args.max_episode_steps)
     expected = [envs.reset(seed=7)[0]] + [envs.step(np.zeros(2, np.int64))[0] for _ in range(len(seen) - 1)]
     envs.close()

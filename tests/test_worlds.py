@@ -136,7 +136,8 @@ def maze(tv: bool, seed: int = 0):
 
 def test_the_maze_pays_one_on_reaching_its_goal_which_ends_the_episode_and_only_then():
     env, world, obs, info = maze(tv=False)
-    assert obs.shape == (84, 84, 3) and env.action_space.n == 4 and info == {"goal_reached": 0}
+    assert obs.shape == (84, 84, 3) and env.action_space.n == 4
+    assert info == {"goal_reached": 0, "rooms_visited": 1}
     assert env.spec.max_episode_steps == worlds.MAZE_STEPS == 1000
     rewards = [env.step(a)[1] for a in (worlds.NOOP, worlds.FORWARD, worlds.LEFT, worlds.RIGHT) * 5]
     assert rewards == [0.0] * 20  # the start is 4 to 6 doorways from the goal
@@ -148,13 +149,30 @@ def test_the_maze_pays_one_on_reaching_its_goal_which_ends_the_episode_and_only_
         if steps[-1][1]:
             break
     assert [s[0] for s in steps] == [0.0] * (len(steps) - 1) + [1.0] and 1 < len(steps) < 6
-    assert steps[-1][1:] == (True, False, {"goal_reached": 1})
+    assert steps[-1][1:] == (True, False, {"goal_reached": 1, "rooms_visited": 2})  # the start's, the goal's
+
+
+def test_the_maze_counts_the_rooms_an_episode_enters():
+    assert [worlds.room_of(worlds.room_centre(row, col)) for row in range(3) for col in range(3)] == \
+        [(row, col) for row in range(3) for col in range(3)]
+    assert worlds.room_of(np.array([worlds.ROOM + worlds.GAP / 2, 0, 7.0])) == (1, 0)  # a doorway: west room
+    env, world, _, info = maze(tv=False, seed=5)
+    start = worlds.room_of(world.agent.pos)
+    assert info["rooms_visited"] == 1 and start in worlds.START_ROOMS
+    visits = []
+    for room in (start, (1, 1), start, (1, 0), (1, 1)):
+        world.agent.pos = worlds.room_centre(*room)
+        visits.append(env.step(worlds.NOOP)[4]["rooms_visited"])
+    assert visits == [1, 2, 2, 3, 3]
+    env.reset(seed=6)
+    assert env.step(worlds.NOOP)[4]["rooms_visited"] == 1  # a new episode counts anew
+    env.close()
 
 
 def test_the_tv_switches_only_by_its_action_and_only_near_it():
     env, world, obs, info = maze(tv=True, seed=3)
     assert env.action_space.n == 5
-    assert info == {"goal_reached": 0, "tv_action_share": 0.0, "near_tv_share": 0.0}
+    assert info == {"goal_reached": 0, "rooms_visited": 1, "tv_action_share": 0.0, "near_tv_share": 0.0}
     facing_tv = world.tv.pos * [1, 0, 1] - [0, 0, 3.0]  # 3 in front of it, looking at it (dir -pi/2: +z)
 
     def look(action):
@@ -226,6 +244,15 @@ def test_the_mix_script_trains_in_the_maze_with_its_tv_through_the_door(tmp_path
     assert sources["a TV switch near it (a new picture)"][1] == switched
     assert sources["the other steps near the TV"][1] == t["near_tv"].sum() - switched
     assert sources["the rest"][1] == (~t["near_tv"] & (t["episode_step"] >= 3)).sum()
+
+    # its evaluation prints the maze's counters of a whole episode (1,000 steps at the time limit)
+    scored = run_script("curiosity_extrinsic_mix", "--eval-checkpoint", str(checkpoint_of(tmp_path)),
+                        "--eval-episodes", "1")
+    assert scored.returncode == 0, scored.stderr
+    line = scored.stdout.strip().splitlines()[-1]
+    assert "score 0.0 +- 0.0, length 1000 +- 0, goal_reached 0 +- 0, rooms_visited " in line, line
+    assert 1 <= int(line.split("rooms_visited ")[1].split()[0]) <= 9
+    assert ", tv_action_share 0." in line and ", near_tv_share " in line
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -485,6 +512,7 @@ def test_two_player_pong_is_scored_and_filmed_and_trains_under_torchrun(pong_run
     line = scored.stdout.strip().splitlines()[-1]
     assert line.startswith(f"1 episodes of {PONG} at step 128: score 0.0 +- 0.0, length ")
     length = int(line.split("length ")[1].split()[0])
+    assert float(line.split("ball_returns ")[1].split()[0]) >= 0 and "video" in line  # its score, reward removed
     with av.open(str(checkpoint.parent / "checkpoint_eval.mp4")) as container:
         frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
     assert len(frames) == length and np.ptp(frames[length // 2]) > 50
