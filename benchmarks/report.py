@@ -34,9 +34,11 @@ from common import ROOT
 
 # what is read of each run, by the names random_agent.csv gives them (mean_return, ...)
 TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length", "ball_returns": "charts/ball_returns",
-        **{name: f"charts/{name}" for name in ("goal_reached", "tv_action_share", "near_tv_share")},  # the maze's
+        **{name: f"charts/{name}" for name in ("goal_reached", "rooms_visited", "tv_action_share",
+                                                "near_tv_share")},  # the maze's
         "episodes": "charts/episodes"}  # how many episodes each logged mean is over (weights; not in older runs)
-RATES = ("goal_reached", "tv_action_share", "near_tv_share")  # rates over episodes: plotted by rate_curve
+# means over episodes, each episode counted once (rates; the rooms an episode enters): plotted by rate_curve
+PER_EPISODE = ("goal_reached", "rooms_visited", "tv_action_share", "near_tv_share")
 FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of logged points
 
 
@@ -46,8 +48,9 @@ def metrics_of(env_id: str) -> tuple:
     two_player_pong = ("Pong-Atari2600-v0", "benchmarks.worlds-TwoPlayerPong-v0")  # (the id before and after
     if env_id in two_player_pong:  # the worlds module)
         return "ball_returns", "length"
-    if env_id.startswith("benchmarks.worlds-Maze"):  # the maze: its success rate; with the TV, the TV's pull
-        return ("goal_reached", "tv_action_share", "near_tv_share") if "TV" in env_id else ("goal_reached",)
+    if env_id.startswith("benchmarks.worlds-Maze"):  # the maze: success, exploration; with the TV, its pull
+        tv = ("tv_action_share", "near_tv_share") if "TV" in env_id else ()
+        return ("goal_reached", "rooms_visited", *tv)
     return ("return",)
 
 
@@ -241,6 +244,7 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
 
     labels = {"return": "episodic return (game score)", "length": "episode length (agent steps)",
               "ball_returns": "ball returns per episode", "goal_reached": "success (goal reached)",
+              "rooms_visited": "rooms entered per episode (of 9)",
               "tv_action_share": "share of steps switching the TV", "near_tv_share": "share of steps near the TV"}
     panels = [(env, metric) for env in sorted({env for runs in by_metric.values() for _, env in runs})
               for metric in metrics_of(env) if any(e == env for _, e in by_metric.get(metric, {}))]
@@ -254,7 +258,7 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
         end = max(f[-1] for seeds in runs.values() for f, _ in seeds.values())
         for script, _ in sorted(runs):
             name = script.removeprefix("curiosity_")
-            if metric in RATES:  # over a tenth of the run, every episode once
+            if metric in PER_EPISODE:  # over a tenth of the run, every episode once
                 x, mean = rate_curve(runs[(script, env)], by_metric.get("episodes", {}).get((script, env)))
                 sem = np.zeros_like(mean)
             else:
@@ -289,7 +293,7 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
 
 
 def rate_curve(seeds: dict, episodes: dict = None, window: int = 10):
-    """A rate over episodes (the maze's success, its TV shares) as it went: each seed's trailing mean over
+    """A mean over episodes (the maze's success, rooms, TV shares) as it went: each seed's trailing mean over
     `window` of curve()'s 100 points, every episode counted once (final_scores), then the mean over seeds.
     Per iteration it would jump to 1 whenever one early success was the only episode to end."""
     counts = {seed: (frames, weights(frames, (episodes or {}).get(seed))) for seed, (frames, _) in seeds.items()}
@@ -310,32 +314,37 @@ def first_frames_at(seeds: dict, level: float, episodes: dict = None):
 
 def maze_table(by_metric: dict, random_agent: dict) -> list[str]:
     """The maze's own table (its runs log charts/goal_reached): success over the last 10% of iterations, frames
-    to first reach 50% success (smoothed over a tenth of the run), and with the TV the shares of steps that
-    switched it and that were spent near it; under each world's runs, its random agent's (random_agent.csv)."""
+    to first reach 50% success (smoothed over a tenth of the run), rooms entered per episode, and with the TV
+    the shares of steps that switched it and that were spent near it; under each world's runs, its random
+    agent's (random_agent.csv). A run that predates a counter has its cell blank."""
     rows = []
     worlds = sorted({env for _, env in by_metric.get("goal_reached", {})})
     for (variant, env), seeds in sorted(by_metric.get("goal_reached", {}).items()):
         episodes = by_metric.get("episodes", {}).get((variant, env))
         success, sem = mean_sem(final_scores(seeds, episodes))
         first = first_frames_at(seeds, 0.5, episodes)
-        shares = [by_metric[m].get((variant, env)) for m in ("tv_action_share", "near_tv_share")]
-        shares = [f"{mean_sem(final_scores(s, episodes))[0]:.3f}" if s else "" for s in shares]
+        means = [by_metric[m].get((variant, env)) for m in PER_EPISODE[1:]]  # rooms, the TV's shares
+        means = [f"{mean_sem(final_scores(s, episodes))[0]:.{2 if i == 0 else 3}f}" if s else ""
+                 for i, s in enumerate(means)]
         rows.append(f"| {method(variant)} | {tag_of(variant)} | {env} | {len(seeds)} | {success:.3f} +- {sem:.3f} | "
-                    f"{'never' if first is None else f'{first:,.0f}'} | {shares[0]} | {shares[1]} |")
+                    f"{'never' if first is None else f'{first:,.0f}'} | {' | '.join(means)} |")
     for env in worlds:
         if row := random_agent.get(env):
-            shares = [f"{float(row[k]):.3f}" if row.get(k) else "" for k in ("mean_tv_action_share",
-                                                                           "mean_near_tv_share")]
+            means = [f"{float(row[k]):.{2 if i == 0 else 3}f}" if row.get(k) else "" for i, k in
+                     enumerate(("mean_rooms_visited", "mean_tv_action_share", "mean_near_tv_share"))]
             rows.append(f"| random agent |  | {env} | {row['episodes']} episodes | "
-                        f"{float(row['mean_goal_reached']):.3f} | never | {shares[0]} | {shares[1]} |")
+                        f"{float(row['mean_goal_reached']):.3f} | never | {' | '.join(means)} |")
     if not rows:
         return []
     return ["", "The maze: success = share of episodes that reached the goal, over the last 10% of iterations; "
             "50% success = the frames at which the success rate, averaged over a tenth of the run, first "
-            "reaches 0.5; the TV's shares over the last 10% too; each counts every episode once, and so do their "
-            "curves (over a tenth of the run). The random agent's rows: its episodes.", "",
-            "| script | tag | world | seeds | success | frames to 50% success | TV action share | time near the TV |",
-            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows]
+            "reaches 0.5; rooms = rooms entered per episode (of 9, the start's included) and the TV's "
+            "shares, over the last 10% too; each counts every episode once, and so do their curves (over a "
+            "tenth of the run). "
+            "The random agent's rows: its episodes. Blank: a run that predates the counter.", "",
+            "| script | tag | world | seeds | success | frames to 50% success | rooms | TV action share "
+            "| time near the TV |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", *rows]
 
 
 def main():
