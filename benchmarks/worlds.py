@@ -194,7 +194,8 @@ def room_centre(row: int, col: int) -> np.ndarray:
 
 
 def room_of(pos: np.ndarray) -> tuple[int, int]:
-    """(row, col) of the room at a position; a doorway's floor counts as the room on its smaller side."""
+    """(row, col) of the room at a position; a doorway's floor (the gap between two rooms) counts as the room
+    of the smaller row or column."""
     return int(pos[2] // (ROOM + GAP)), int(pos[0] // (ROOM + GAP))
 
 

@@ -155,7 +155,8 @@ def test_the_maze_pays_one_on_reaching_its_goal_which_ends_the_episode_and_only_
 def test_the_maze_counts_the_rooms_an_episode_enters():
     assert [worlds.room_of(worlds.room_centre(row, col)) for row in range(3) for col in range(3)] == \
         [(row, col) for row in range(3) for col in range(3)]
-    assert worlds.room_of(np.array([worlds.ROOM + worlds.GAP / 2, 0, 7.0])) == (1, 0)  # a doorway: west room
+    doorway = np.array([worlds.ROOM + worlds.GAP / 2, 0, 7.0])  # between (1, 0) and (1, 1)
+    assert worlds.room_of(doorway) == (1, 0)
     env, world, _, info = maze(tv=False, seed=5)
     start = worlds.room_of(world.agent.pos)
     assert info["rooms_visited"] == 1 and start in worlds.START_ROOMS
