@@ -12,8 +12,9 @@
 
 Results go to benchmarks/results/NAME/: runs/ (TensorBoard, read by report.py), logs/ (each run's
 output, streamed as it runs) and status/ (one JSON per finished run). Running the same grid again
-skips the runs that finished and redoes the others. Arguments after `--` go to every run. Failed
-runs are listed at the end and the exit code is 1.
+skips the runs that finished and continues the others from their checkpoints; with a larger --frames it
+continues the finished ones too, to the new budget (`--frames 200000000` after a 10M-frame grid). Arguments
+after `--` go to every run. Failed runs are listed at the end and the exit code is 1.
 """
 import argparse
 import json
@@ -139,6 +140,15 @@ def command(run: dict, out: Path) -> list[str]:
             *run["extra"]]
 
 
+def without_budget(cmd: list[str]) -> list[str]:
+    """A run's command line less its interpreter and its budget: two command lines that agree on it are one
+    run asked for different numbers of frames (the scripts schedule nothing by the budget: their learning
+    rate is constant, so a run continued to a larger budget goes on as it would have, its envs on new
+    episodes as at any resume)."""
+    i = cmd.index("--total-timesteps")
+    return cmd[1:i] + cmd[i + 2:]
+
+
 def machine() -> str:
     """What a run's wall time was measured on, as the README's tables name it: the CPU's model and its fastest
     bfloat16 unit (AMX, AVX-512 BF16, or AVX2 where bfloat16 is emulated), and the GPU where there is one."""
@@ -169,7 +179,8 @@ def execute(run: dict, out: Path) -> Optional[dict]:
         return None
     key, cmd = run_key(run), command(run, out)
     status_path = out / "status" / f"{key}.json"
-    same_run = not status_path.exists() or json.loads(status_path.read_text())["command"][1:] == cmd[1:]
+    earlier = json.loads(status_path.read_text()) if status_path.exists() else {}
+    same_run = not earlier or without_budget(earlier["command"]) == without_budget(cmd)  # or a larger budget
     checkpoints = sorted((out / "runs" / key).glob("*/checkpoint.pt")) if same_run else []
     if checkpoints:
         resume = os.path.relpath(checkpoints[-1], ROOT)
@@ -184,7 +195,7 @@ def execute(run: dict, out: Path) -> Optional[dict]:
     returncode = process.returncode
     if returncode in STOPPED:  # the run saved and stopped on a signal (a terminal's Ctrl-C
         STOPPING.set()  # reaches the runner too, but a runner started in the background ignores SIGINT)
-    earlier = json.loads(status_path.read_text()) if checkpoints and status_path.exists() else {}
+    earlier = earlier if checkpoints else {}
     seconds = round(time.time() - start, 1)
     machines = earlier.get("machines", {})  # a run continued on another machine names both
     here = machine()
@@ -242,6 +253,13 @@ def main():
 
     runs = [r for r in grid(**spec) if not args.only or any(part in run_key(r) for part in args.only)]
     todo = [r for r in runs if not finished(out, r)]
+    for run in todo:  # a budget below the one a run was given is another run, not this one cut short
+        path = out / "status" / f"{run_key(run)}.json"
+        earlier = json.loads(path.read_text()) if path.exists() else None
+        if earlier and without_budget(earlier["command"]) == without_budget(command(run, out)) \
+                and earlier["frames"] > run["frames"]:
+            raise SystemExit(f"error: {run_key(run)} in {out} was given {earlier['frames']:,} frames, not "
+                             f"{run['frames']:,}; a smaller budget is another run: give it --tag or --name")
     print(f"{len(runs)} runs in {out}: {len(runs) - len(todo)} already finished, {len(todo)} to run", flush=True)
     done_seconds, done_frames, total_frames = 0.0, 0, sum(r["frames"] for r in todo)
     failures = []

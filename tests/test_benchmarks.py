@@ -67,6 +67,23 @@ def test_runner_continues_a_cut_short_run_from_its_checkpoint(tmp_path):
     again = bench("run", *grid)
     assert "1 already finished, 0 to run" in again.stdout
 
+    # a larger budget continues the finished run from its checkpoint; a smaller is refused, nothing touched
+    at = grid.index("--frames") + 1
+    budget = lambda frames: [*grid[:at], str(frames), *grid[at + 1:]]  # noqa: E731
+    extended = bench("run", *budget(4 * 384))
+    assert extended.returncode == 0 and "0 already finished, 1 to run" in extended.stdout, extended.stderr
+    log = (out / "logs" / f"{key}.log").read_text()
+    assert "resuming after iteration 4 (step 256)" in log and "iter 6/6" in log and "iter 1/" not in log
+    longer = json.loads((out / "status" / f"{key}.json").read_text())
+    assert longer["frames"] == 4 * 384 and longer["seconds"] > status["seconds"]
+    assert longer["command"] == [*status["command"][:7], "384", *status["command"][8:]]  # --total-timesteps
+    refused = bench("run", *budget(4 * 128))
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.strip() == (f"error: {key} in {out} was given 1,536 frames, not 512; a smaller "
+                                      "budget is another run: give it --tag or --name")
+    assert json.loads((out / "status" / f"{key}.json").read_text()) == longer
+    assert list((out / "runs" / key).glob("*/checkpoint.pt"))
+
 
 def ignore_sigint():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as for a command started with & by a script
