@@ -253,13 +253,19 @@ def main():
 
     runs = [r for r in grid(**spec) if not args.only or any(part in run_key(r) for part in args.only)]
     todo = [r for r in runs if not finished(out, r)]
-    for run in todo:  # a budget below the one a run was given is another run, not this one cut short
-        path = out / "status" / f"{run_key(run)}.json"
+    for run in todo:  # a run asked for another budget: continued from its checkpoint to a larger one, or not
+        key = run_key(run)
+        path = out / "status" / f"{key}.json"
         earlier = json.loads(path.read_text()) if path.exists() else None
-        if earlier and without_budget(earlier["command"]) == without_budget(command(run, out)) \
-                and earlier["frames"] > run["frames"]:
-            raise SystemExit(f"error: {run_key(run)} in {out} was given {earlier['frames']:,} frames, not "
+        if not earlier or without_budget(earlier["command"]) != without_budget(command(run, out)) \
+                or earlier["frames"] == run["frames"]:
+            continue
+        if earlier["frames"] > run["frames"]:
+            raise SystemExit(f"error: {key} in {out} was given {earlier['frames']:,} frames, not "
                              f"{run['frames']:,}; a smaller budget is another run: give it --tag or --name")
+        if not list((out / "runs" / key).glob("*/checkpoint.pt")):  # (else it would start anew in its place)
+            raise SystemExit(f"error: {key} in {out} has no checkpoint to go on from to {run['frames']:,} "
+                             f"frames; a run of the new budget from the start is another run: give it --tag")
     print(f"{len(runs)} runs in {out}: {len(runs) - len(todo)} already finished, {len(todo)} to run", flush=True)
     done_seconds, done_frames, total_frames = 0.0, 0, sum(r["frames"] for r in todo)
     failures = []

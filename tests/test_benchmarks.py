@@ -82,7 +82,14 @@ def test_runner_continues_a_cut_short_run_from_its_checkpoint(tmp_path):
     assert refused.stderr.strip() == (f"error: {key} in {out} was given 1,536 frames, not 512; a smaller "
                                       "budget is another run: give it --tag or --name")
     assert json.loads((out / "status" / f"{key}.json").read_text()) == longer
-    assert list((out / "runs" / key).glob("*/checkpoint.pt"))
+    (checkpoint,) = (out / "runs" / key).glob("*/checkpoint.pt")
+    checkpoint.unlink()  # gone (a run copied without it): a larger budget would start anew in its place
+    refused = bench("run", *budget(4 * 512))
+    assert refused.returncode == 1 and refused.stderr.strip() == (
+        f"error: {key} in {out} has no checkpoint to go on from to 2,048 frames; a run of the new budget "
+        "from the start is another run: give it --tag")
+    assert json.loads((out / "status" / f"{key}.json").read_text()) == longer
+    assert list((out / "runs" / key).glob("*/events.out.tfevents.*"))  # its events kept
 
 
 def ignore_sigint():
