@@ -207,11 +207,13 @@ def execute(run: dict, out: Path) -> Optional[dict]:
 
 
 def finished(out: Path, run: dict) -> bool:
+    """Whether the run finished, to its budget or past it (taken on to a larger one)."""
     path = out / "status" / f"{run_key(run)}.json"
     if not path.exists():
         return False
     status = json.loads(path.read_text())
-    return status["returncode"] == 0 and status["command"][1:] == command(run, out)[1:]
+    return status["returncode"] == 0 and status["frames"] >= run["frames"] \
+        and without_budget(status["command"]) == without_budget(command(run, out))
 
 
 def main():
@@ -260,7 +262,7 @@ def main():
         if not earlier or without_budget(earlier["command"]) != without_budget(command(run, out)) \
                 or earlier["frames"] == run["frames"]:
             continue
-        if earlier["frames"] > run["frames"]:
+        if earlier["frames"] > run["frames"]:  # (and it has not finished)
             raise SystemExit(f"error: {key} in {out} was given {earlier['frames']:,} frames, not "
                              f"{run['frames']:,}; a smaller budget is another run: give it --tag or --name")
         if not list((out / "runs" / key).glob("*/checkpoint.pt")):  # (else it would start anew in its place)

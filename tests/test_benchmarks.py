@@ -67,7 +67,7 @@ def test_runner_continues_a_cut_short_run_from_its_checkpoint(tmp_path):
     again = bench("run", *grid)
     assert "1 already finished, 0 to run" in again.stdout
 
-    # a larger budget continues the finished run from its checkpoint; a smaller is refused, nothing touched
+    # a larger budget continues the finished run from its checkpoint; a smaller one it has passed already
     at = grid.index("--frames") + 1
     budget = lambda frames: [*grid[:at], str(frames), *grid[at + 1:]]  # noqa: E731
     extended = bench("run", *budget(4 * 384))
@@ -77,18 +77,22 @@ def test_runner_continues_a_cut_short_run_from_its_checkpoint(tmp_path):
     longer = json.loads((out / "status" / f"{key}.json").read_text())
     assert longer["frames"] == 4 * 384 and longer["seconds"] > status["seconds"]
     assert longer["command"] == [*status["command"][:7], "384", *status["command"][8:]]  # --total-timesteps
+    again = bench("run", *budget(4 * 256))  # the grid it was first: finished, past its budget
+    assert again.returncode == 0 and "1 already finished, 0 to run" in again.stdout
+    cut = {**longer, "returncode": 130}  # as if stopped before the larger budget: a smaller one is not it
+    (out / "status" / f"{key}.json").write_text(json.dumps(cut))
     refused = bench("run", *budget(4 * 128))
     assert refused.returncode == 1 and refused.stdout == ""
     assert refused.stderr.strip() == (f"error: {key} in {out} was given 1,536 frames, not 512; a smaller "
                                       "budget is another run: give it --tag or --name")
-    assert json.loads((out / "status" / f"{key}.json").read_text()) == longer
+    assert json.loads((out / "status" / f"{key}.json").read_text()) == cut
     (checkpoint,) = (out / "runs" / key).glob("*/checkpoint.pt")
     checkpoint.unlink()  # gone (a run copied without it): a larger budget would start anew in its place
     refused = bench("run", *budget(4 * 512))
     assert refused.returncode == 1 and refused.stderr.strip() == (
         f"error: {key} in {out} has no checkpoint to go on from to 2,048 frames; a run of the new budget "
         "from the start is another run: give it --tag")
-    assert json.loads((out / "status" / f"{key}.json").read_text()) == longer
+    assert json.loads((out / "status" / f"{key}.json").read_text()) == cut
     assert list((out / "runs" / key).glob("*/events.out.tfevents.*"))  # its events kept
 
 
