@@ -293,6 +293,16 @@ def test_the_cpu10m_preset_runs_in_the_precision_the_cpu_does_fast_and_says_whic
     assert [run.run_key(r) for r in float32] == [f"{key}__s1__float32" for key in order]  # no control needed
     assert not any("--bf16" in r["extra"] for r in float32)
     assert run.grid(**run.PRESETS["cpu10m"]()) == run.grid(**run.cpu10m(run.bf16_is_fast()))
+    # seeds 2 and 3 of RF on Breakout and IDF on SpaceInvaders, and RF on Breakout to 50M: the same runs as
+    # cpu10m's but their seed or budget, in the precision this CPU does fast
+    tag = "bf16" if run.bf16_is_fast() else "float32"
+    seeds = run.grid(**run.PRESETS["cpu10m-seeds"]())
+    assert [run.run_key(r) for r in seeds] == [f"{key}__s{seed}__{tag}" for key in (order[0], order[3])
+                                               for seed in (2, 3)]
+    first = {r["script"] + r["env_id"]: r for r in run.grid(**run.PRESETS["cpu10m"]()) if r["seed"] == 1}
+    assert all({**r, "seed": 1} == first[r["script"] + r["env_id"]] for r in seeds)
+    (longer,) = run.grid(**run.PRESETS["cpu50m"]())
+    assert longer == {**first["curiosity_rfBreakoutNoFrameskip-v4"], "frames": 50_000_000}
 
 
 def test_a_tagged_run_has_its_scripts_paper_curve_and_is_ranked_only_among_runs_of_its_tag():
