@@ -248,6 +248,8 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
               "tv_action_share": "share of steps switching the TV", "near_tv_share": "share of steps near the TV"}
     panels = [(env, metric) for env in sorted({env for runs in by_metric.values() for _, env in runs})
               for metric in metrics_of(env) if any(e == env for _, e in by_metric.get(metric, {}))]
+    variants = sorted({variant for runs in by_metric.values() for variant, _ in runs})
+    colour = {variant: f"C{i % 10}" for i, variant in enumerate(variants)}  # a variant's in every panel
     cols = min(4, len(panels))
     rows_n = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows_n, cols, figsize=(4.5 * cols, 3.4 * rows_n), squeeze=False)
@@ -263,7 +265,8 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
                 sem = np.zeros_like(mean)
             else:
                 x, mean, sem = curve(runs[(script, env)])
-            (line,) = ax.plot(x / 1e6, mean, label=f"{name} (n={len(runs[(script, env)])})")
+            label = f"{name} (n={len(runs[(script, env)])})"
+            (line,) = ax.plot(x / 1e6, mean, color=colour[script], label=label)
             ax.fill_between(x / 1e6, mean - sem, mean + sem, color=line.get_color(), alpha=0.2)
             if metric != "return" or (game_of(env), method(script)) not in paper_curves:
                 continue

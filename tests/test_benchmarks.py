@@ -374,7 +374,7 @@ def test_two_player_pong_is_reported_by_ball_returns_and_episode_length_beside_t
 def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and_the_tvs_pull(tmp_path):
     runs = tmp_path / "m" / "runs"
     success = {"curiosity_extrinsic_mix__benchmarks.worlds-Maze-v0__s1__goal_only": lambda i: 0.0,
-               "curiosity_extrinsic_mix__benchmarks.worlds-MazeTV-v0__s1": lambda i: min(1.0, i / 50),
+               "curiosity_idf__benchmarks.worlds-MazeTV-v0__s1__mix": lambda i: min(1.0, i / 50),
                "curiosity_extrinsic_mix__benchmarks.worlds-Maze-v0__s1": lambda i: i % 2}
     for key, of in success.items():
         writer = SummaryWriter(runs / key / "tb")
@@ -417,7 +417,7 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
     assert row("random agent", "", maze_tv, "32 episodes", "0.000", "never", "", "0.200", "0.220") in text
     # success i / 50 at step 40,000 (i + 1), frames 160,000 (i + 1): its trailing mean over 10 points first
     # reaches 0.5 over points 21-30, at point 30: 4.96M frames
-    line = [l for l in text.splitlines() if "| curiosity_extrinsic_mix |  | benchmarks.worlds-MazeTV-v0 |" in l][-1]
+    line = [l for l in text.splitlines() if "| curiosity_idf | mix | benchmarks.worlds-MazeTV-v0 |" in l][-1]
     cells = [c.strip() for c in line.split("|")]
     assert cells[5] == "1.000 +- 0.000" and cells[7:10] == ["4.00", "0.300", "0.500"]
     assert cells[6] == "4,960,000"
@@ -429,8 +429,15 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
         "share of steps switching the TV", "share of steps near the TV"]
     (mix,) = [line for line in axes[0].get_lines() if line.get_label() == "extrinsic_mix (n=1)"]
     assert np.allclose(mix.get_ydata(), 5 / 160, atol=0.005)  # every episode once, not a jump at each success
-    (mix,) = [line for line in axes[1].get_lines() if line.get_label() == "extrinsic_mix (n=1)"]
-    assert np.allclose(mix.get_ydata(), 102 / 32, atol=0.02)  # the goal-only run logged no rooms: no line
+    (rooms,) = [line for line in axes[1].get_lines() if line.get_label() == "extrinsic_mix (n=1)"]
+    assert np.allclose(rooms.get_ydata(), 102 / 32, atol=0.02)  # the goal-only run logged no rooms: no line
+    # a variant's colour is its own in every panel, whatever else the panel holds: IDF, third of the three
+    # variants, alone in the TV world's panels
+    from matplotlib.colors import to_hex
+
+    idf = [to_hex(line.get_color()) for ax in axes[2:] for line in ax.get_lines()
+           if line.get_label() == "idf__mix (n=1)"]
+    assert to_hex(rooms.get_color()) == to_hex(mix.get_color()) == to_hex("C0") and idf == [to_hex("C2")] * 4
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):
