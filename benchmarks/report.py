@@ -34,11 +34,12 @@ from common import ROOT
 
 # what is read of each run, by the names random_agent.csv gives them (mean_return, ...)
 TAGS = {"return": "charts/episodic_return", "length": "charts/episodic_length", "ball_returns": "charts/ball_returns",
-        **{name: f"charts/{name}" for name in ("goal_reached", "rooms_visited", "tv_action_share",
-                                                "near_tv_share")},  # the maze's
+        **{name: f"charts/{name}" for name in ("goal_reached", "rooms_visited", "doorways_to_goal",
+                                                "tv_action_share", "near_tv_share")},  # the maze's
         "episodes": "charts/episodes"}  # how many episodes each logged mean is over (weights; not in older runs)
-# means over episodes, each episode counted once (rates; the rooms an episode enters): plotted by rate_curve
-PER_EPISODE = ("goal_reached", "rooms_visited", "tv_action_share", "near_tv_share")
+# means over episodes, each episode counted once (rates; the rooms an episode enters, the closest it comes to
+# the goal): plotted by rate_curve
+PER_EPISODE = ("goal_reached", "rooms_visited", "doorways_to_goal", "tv_action_share", "near_tv_share")
 FINAL_FRACTION = 0.1  # the final score of a run is the mean of its last 10% of logged points
 
 
@@ -50,7 +51,7 @@ def metrics_of(env_id: str) -> tuple:
         return "ball_returns", "length"
     if env_id.startswith("benchmarks.worlds-Maze"):  # the maze: success, exploration; with the TV, its pull
         tv = ("tv_action_share", "near_tv_share") if "TV" in env_id else ()
-        return ("goal_reached", "rooms_visited", *tv)
+        return ("goal_reached", "rooms_visited", "doorways_to_goal", *tv)
     return ("return",)
 
 
@@ -245,6 +246,7 @@ def plot(by_metric: dict, random_agent: dict, paper_curves: dict):
     labels = {"return": "episodic return (game score)", "length": "episode length (agent steps)",
               "ball_returns": "ball returns per episode", "goal_reached": "success (goal reached)",
               "rooms_visited": "rooms entered per episode (of 9)",
+              "doorways_to_goal": "closest to the goal (doorways)",
               "tv_action_share": "share of steps switching the TV", "near_tv_share": "share of steps near the TV"}
     panels = [(env, metric) for env in sorted({env for runs in by_metric.values() for _, env in runs})
               for metric in metrics_of(env) if any(e == env for _, e in by_metric.get(metric, {}))]
@@ -317,37 +319,39 @@ def first_frames_at(seeds: dict, level: float, episodes: dict = None):
 
 def maze_table(by_metric: dict, random_agent: dict) -> list[str]:
     """The maze's own table (its runs log charts/goal_reached): success over the last 10% of iterations, frames
-    to first reach 50% success (smoothed over a tenth of the run), rooms entered per episode, and with the TV
-    the shares of steps that switched it and that were spent near it; under each world's runs, its random
-    agent's (random_agent.csv). A run that predates a counter has its cell blank."""
+    to first reach 50% success (smoothed over a tenth of the run), rooms entered per episode, the closest an
+    episode comes to the goal, and with the TV the shares of steps that switched it and that were spent near
+    it; under each world's runs, its random agent's (random_agent.csv). A run that predates a counter has its
+    cell blank."""
     rows = []
     worlds = sorted({env for _, env in by_metric.get("goal_reached", {})})
     for (variant, env), seeds in sorted(by_metric.get("goal_reached", {}).items()):
         episodes = by_metric.get("episodes", {}).get((variant, env))
         success, sem = mean_sem(final_scores(seeds, episodes))
         first = first_frames_at(seeds, 0.5, episodes)
-        means = [by_metric[m].get((variant, env)) for m in PER_EPISODE[1:]]  # rooms, the TV's shares
-        means = [f"{mean_sem(final_scores(s, episodes))[0]:.{2 if i == 0 else 3}f}" if s else ""
+        means = [by_metric[m].get((variant, env)) for m in PER_EPISODE[1:]]  # rooms, closest, TV
+        means = [f"{mean_sem(final_scores(s, episodes))[0]:.{2 if i < 2 else 3}f}" if s else ""
                  for i, s in enumerate(means)]
         rows.append(f"| {method(variant)} | {tag_of(variant)} | {env} | {len(seeds)} | {success:.3f} +- {sem:.3f} | "
                     f"{'never' if first is None else f'{first:,.0f}'} | {' | '.join(means)} |")
     for env in worlds:
         if row := random_agent.get(env):
-            means = [f"{float(row[k]):.{2 if i == 0 else 3}f}" if row.get(k) else "" for i, k in
-                     enumerate(("mean_rooms_visited", "mean_tv_action_share", "mean_near_tv_share"))]
+            means = [f"{float(row[k]):.{2 if i < 2 else 3}f}" if row.get(k) else "" for i, k in
+                     enumerate(f"mean_{m}" for m in PER_EPISODE[1:])]
             rows.append(f"| random agent |  | {env} | {row['episodes']} episodes | "
                         f"{float(row['mean_goal_reached']):.3f} | never | {' | '.join(means)} |")
     if not rows:
         return []
     return ["", "The maze: success = share of episodes that reached the goal, over the last 10% of iterations; "
             "50% success = the frames at which the success rate, averaged over a tenth of the run, first "
-            "reaches 0.5; rooms = rooms entered per episode (of 9, the start's included) and the TV's "
-            "shares, over the last 10% too; each counts every episode once, and so do their curves (over a "
-            "tenth of the run). "
+            "reaches 0.5; rooms = rooms entered per episode (of 9, the start's included), closest = the "
+            "fewest doorways between the goal and a room the episode entered (0: the goal's room; the starts "
+            "are 3 to 6 away), and the TV's shares, over the last 10% too; each counts every episode once, "
+            "and so do their curves (over a tenth of the run). "
             "The random agent's rows: its episodes. Blank: a run that predates the counter.", "",
-            "| script | tag | world | seeds | success | frames to 50% success | rooms | TV action share "
-            "| time near the TV |",
-            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", *rows]
+            "| script | tag | world | seeds | success | frames to 50% success | rooms | closest (doorways) "
+            "| TV action share | time near the TV |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |", *rows]
 
 
 def main():

@@ -168,10 +168,25 @@ os.environ.setdefault("LP_NUM_THREADS", "0")
 MAZE_ROWS, MAZE_COLS = 3, 3  # nine rooms, as the paper's maze
 ROOM, GAP, DOOR = 5.0, 0.25, 1.5  # a room's side, the wall between two rooms, a doorway's width
 # The doorways: a spanning tree of the 3x3 grid of rooms (row, col), so that one path joins any two rooms.
-# From the goal's room (0, 0) the starts are 4 to 6 doorways away.
+# From the goal's room (0, 0) the starts are 6, 5, 3 and 4 doorways away (DOORWAYS_TO_GOAL).
 DOORWAYS = [((0, 0), (0, 1)), ((0, 1), (1, 1)), ((1, 1), (1, 0)), ((1, 0), (2, 0)), ((2, 0), (2, 1)),
             ((2, 1), (2, 2)), ((1, 1), (1, 2)), ((1, 2), (0, 2))]
 GOAL_ROOM, START_ROOMS = (0, 0), [(2, 2), (2, 1), (1, 2), (0, 2)]
+
+
+def doorways_to(room: tuple[int, int]) -> dict[tuple[int, int], int]:
+    """How many doorways each room of the maze is from `room` along the one path (a breadth-first search)."""
+    distance, frontier = {room: 0}, [room]
+    for here in frontier:  # (the list grows as rooms are reached; each is read once)
+        for a, b in DOORWAYS:
+            there = b if a == here else a if b == here else None
+            if there is not None and there not in distance:
+                distance[there] = distance[here] + 1
+                frontier.append(there)
+    return distance
+
+
+DOORWAYS_TO_GOAL = doorways_to(GOAL_ROOM)
 TV_ROOM = (1, 1)  # the hub every path from a start to the goal crosses
 WALLS = ["brick_wall", "cinder_blocks", "concrete", "drywall", "marble", "metal_grill", "stucco", "wood",
          "wood_planks"]  # one texture a room, so rooms look apart
@@ -236,13 +251,15 @@ def make_maze(tv: bool = False):
 
     class Maze(MiniWorldEnv):
         """Nine rooms joined by doorways in a fixed maze; a red box in the far corner room is the goal. An
-        episode starts at the centre of one of four fixed rooms, 4 to 6 doorways from the goal, with a random
+        episode starts at the centre of one of four fixed rooms, 3 to 6 doorways from the goal, with a random
         heading (a multiple of 15 degrees); actions: no-op, forward, turn left, turn right (and, with the TV,
         switch it to a random portrait, which works only within TV_RANGE of it). Reward +1 on reaching the
         goal, which ends the episode; MAZE_STEPS steps at most (gymnasium's TimeLimit, as registered).
         `info` at every step: goal_reached (0 or 1), rooms_visited (how many of the nine the episode has
-        entered, its start's included), and with the TV tv_action_share and near_tv_share, the episode's
-        shares of steps that took the switch action and that were spent near the TV."""
+        entered, its start's included), doorways_to_goal (the closest it has come to the goal: the fewest
+        doorways between the goal and a room it entered, 0 in the goal's room), and with the TV
+        tv_action_share and near_tv_share, the episode's shares of steps that took the switch action and
+        that were spent near the TV."""
 
         def __init__(self):
             params = DEFAULT_PARAMS.no_random()
@@ -274,6 +291,7 @@ def make_maze(tv: bool = False):
             self.place_agent(pos=room_centre(*start), dir=heading)
             self.switches = self.near_tv = 0
             self.rooms_entered = {start}  # how far the episode explores, goal or not
+            self.doorways_left = DOORWAYS_TO_GOAL[start]  # and how close to the goal it comes
 
         def step(self, action):
             self.step_count += 1
@@ -290,15 +308,19 @@ def make_maze(tv: bool = False):
                     self.tv.show(int(self.np_random.integers(len(portraits))))
                 info = {"tv_action_share": self.switches / self.step_count,
                         "near_tv_share": self.near_tv / self.step_count}
-            self.rooms_entered.add(room_of(self.agent.pos))
+            room = room_of(self.agent.pos)
+            self.rooms_entered.add(room)
+            self.doorways_left = min(self.doorways_left, DOORWAYS_TO_GOAL[room])
             reached = bool(self.near(self.goal))
-            info = {"goal_reached": int(reached), "rooms_visited": len(self.rooms_entered), **info}
+            info = {"goal_reached": int(reached), "rooms_visited": len(self.rooms_entered),
+                    "doorways_to_goal": self.doorways_left, **info}
             return self.render_obs(), float(reached), reached, False, info
 
         def reset(self, *, seed=None, options=None):
             obs, _ = super().reset(seed=seed, options=options)
             info = {"tv_action_share": 0.0, "near_tv_share": 0.0} if self.tv_enabled else {}
-            return obs, {"goal_reached": 0, "rooms_visited": 1, **info}
+            return obs, {"goal_reached": 0, "rooms_visited": 1, "doorways_to_goal": self.doorways_left,
+                         **info}
 
     return Maze()
 

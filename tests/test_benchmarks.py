@@ -384,8 +384,10 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
             if key.endswith("Maze-v0__s1"):  # one episode reaching the goal early, then 31 cut at the time limit
                 writer.add_scalar("charts/episodes", 1 if i % 2 else 31, (i + 1) * 40_000)
                 writer.add_scalar("charts/rooms_visited", 9 if i % 2 else 3, (i + 1) * 40_000)
+                writer.add_scalar("charts/doorways_to_goal", 0 if i % 2 else 3, (i + 1) * 40_000)
             if "TV" in key:
                 writer.add_scalar("charts/rooms_visited", 4, (i + 1) * 40_000)
+                writer.add_scalar("charts/doorways_to_goal", 1, (i + 1) * 40_000)
                 writer.add_scalar("charts/tv_action_share", 0.3, (i + 1) * 40_000)
                 writer.add_scalar("charts/near_tv_share", 0.5, (i + 1) * 40_000)
         writer.close()
@@ -394,9 +396,9 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
         json.dumps(dict(script="curiosity_extrinsic_mix", env_id="benchmarks.worlds:Maze-v0", seed=1,
                         tag="goal_only", seconds=4731.2, machines={"CPU A": 4731.2})))
     rows, _ = report_rows(tmp_path, "m", "mean_goal_reached,mean_rooms_visited,mean_tv_action_share,"
-                                         "mean_near_tv_share\n"
-                                         "benchmarks.worlds:Maze-v0,512,0.0,0.0,1000.0,0.0,2.5,,\n"
-                                         "benchmarks.worlds:MazeTV-v0,32,0.0,0.0,1000.0,0.0,,0.2,0.22")
+                                         "mean_near_tv_share,mean_doorways_to_goal\n"
+                                         "benchmarks.worlds:Maze-v0,512,0.0,0.0,1000.0,0.0,2.5,,,4.5\n"
+                                         "benchmarks.worlds:MazeTV-v0,32,0.0,0.0,1000.0,0.0,,0.2,0.22,")
     rows_list, rows = rows, {row["env_id"]: row for row in rows if row["tag"] or "TV" in row["env_id"]}
     assert rows["benchmarks.worlds-Maze-v0"]["hours"] == "1.31"  # the status file's id, as the run's key spells it
     assert rows["benchmarks.worlds-Maze-v0"]["machine"] == "CPU A"
@@ -410,22 +412,23 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
     row = lambda *cells: "| " + " | ".join(cells) + " |"  # noqa: E731
     script = "curiosity_extrinsic_mix"
     maze, maze_tv = "benchmarks.worlds-Maze-v0", "benchmarks.worlds-MazeTV-v0"
-    # a run that predates a counter has its cell blank (""); rooms over the last 10 points: (9 + 31 * 3) / 32
-    assert row(script, "goal_only", maze, "1", "0.000 +- 0.000", "never", "", "", "") in text
-    assert row("random agent", "", maze, "512 episodes", "0.000", "never", "2.50", "", "") in text
-    assert row(script, "", maze, "1", "0.031 +- 0.000", "never", "3.19", "", "") in text
-    assert row("random agent", "", maze_tv, "32 episodes", "0.000", "never", "", "0.200", "0.220") in text
+    # a run that predates a counter has its cell blank (""); over the last 10 points, rooms (9 + 31 * 3) / 32,
+    # closest to the goal (0 + 31 * 3) / 32
+    assert row(script, "goal_only", maze, "1", "0.000 +- 0.000", "never", "", "", "", "") in text
+    assert row("random agent", "", maze, "512 episodes", "0.000", "never", "2.50", "4.50", "", "") in text
+    assert row(script, "", maze, "1", "0.031 +- 0.000", "never", "3.19", "2.91", "", "") in text
+    assert row("random agent", "", maze_tv, "32 episodes", "0.000", "never", "", "", "0.200", "0.220") in text
     # success i / 50 at step 40,000 (i + 1), frames 160,000 (i + 1): its trailing mean over 10 points first
     # reaches 0.5 over points 21-30, at point 30: 4.96M frames
     line = [l for l in text.splitlines() if "| curiosity_idf | mix | benchmarks.worlds-MazeTV-v0 |" in l][-1]
     cells = [c.strip() for c in line.split("|")]
-    assert cells[5] == "1.000 +- 0.000" and cells[7:10] == ["4.00", "0.300", "0.500"]
+    assert cells[5] == "1.000 +- 0.000" and cells[7:11] == ["4.00", "1.00", "0.300", "0.500"]
     assert cells[6] == "4,960,000"
     report = _report()
     by_metric = {metric: report.read_runs(runs, tag) for metric, tag in report.TAGS.items()}
     axes = [ax for ax in report.plot(by_metric, {}, {}).axes if ax.get_lines()]
-    rooms = "rooms entered per episode (of 9)"
-    assert [ax.get_ylabel() for ax in axes] == ["success (goal reached)", rooms] * 2 + [
+    rooms, closest = "rooms entered per episode (of 9)", "closest to the goal (doorways)"
+    assert [ax.get_ylabel() for ax in axes] == ["success (goal reached)", rooms, closest] * 2 + [
         "share of steps switching the TV", "share of steps near the TV"]
     (mix,) = [line for line in axes[0].get_lines() if line.get_label() == "extrinsic_mix (n=1)"]
     assert np.allclose(mix.get_ydata(), 5 / 160, atol=0.005)  # every episode once, not a jump at each success
@@ -435,9 +438,9 @@ def test_the_maze_is_reported_by_its_success_rate_when_it_first_reaches_half_and
     # variants, alone in the TV world's panels
     from matplotlib.colors import to_hex
 
-    idf = [to_hex(line.get_color()) for ax in axes[2:] for line in ax.get_lines()
+    idf = [to_hex(line.get_color()) for ax in axes[3:] for line in ax.get_lines()
            if line.get_label() == "idf__mix (n=1)"]
-    assert to_hex(rooms.get_color()) == to_hex(mix.get_color()) == to_hex("C0") and idf == [to_hex("C2")] * 4
+    assert to_hex(rooms.get_color()) == to_hex(mix.get_color()) == to_hex("C0") and idf == [to_hex("C2")] * 5
 
 
 def test_report_without_runs_says_what_to_do(tmp_path):

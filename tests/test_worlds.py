@@ -137,10 +137,11 @@ def maze(tv: bool, seed: int = 0):
 def test_the_maze_pays_one_on_reaching_its_goal_which_ends_the_episode_and_only_then():
     env, world, obs, info = maze(tv=False)
     assert obs.shape == (84, 84, 3) and env.action_space.n == 4
-    assert info == {"goal_reached": 0, "rooms_visited": 1}
+    start = worlds.DOORWAYS_TO_GOAL[worlds.room_of(world.agent.pos)]
+    assert info == {"goal_reached": 0, "rooms_visited": 1, "doorways_to_goal": start} and start >= 3
     assert env.spec.max_episode_steps == worlds.MAZE_STEPS == 1000
     rewards = [env.step(a)[1] for a in (worlds.NOOP, worlds.FORWARD, worlds.LEFT, worlds.RIGHT) * 5]
-    assert rewards == [0.0] * 20  # the start is 4 to 6 doorways from the goal
+    assert rewards == [0.0] * 20  # the start is 3 to 6 doorways from the goal
     world.agent.pos = world.goal.pos + np.array([2.0, 0, 0])  # 2 to the goal's east, facing it (west)
     world.agent.dir = np.pi
     steps = []
@@ -149,10 +150,14 @@ def test_the_maze_pays_one_on_reaching_its_goal_which_ends_the_episode_and_only_
         if steps[-1][1]:
             break
     assert [s[0] for s in steps] == [0.0] * (len(steps) - 1) + [1.0] and 1 < len(steps) < 6
-    assert steps[-1][1:] == (True, False, {"goal_reached": 1, "rooms_visited": 2})  # the start's, the goal's
+    # the start's room and the goal's: none left
+    assert steps[-1][1:] == (True, False, {"goal_reached": 1, "rooms_visited": 2, "doorways_to_goal": 0})
 
 
-def test_the_maze_counts_the_rooms_an_episode_enters():
+def test_the_maze_counts_the_rooms_an_episode_enters_and_how_close_to_the_goal_it_comes():
+    assert worlds.DOORWAYS_TO_GOAL == {(0, 0): 0, (0, 1): 1, (1, 1): 2, (1, 0): 3, (1, 2): 3, (0, 2): 4,
+                                       (2, 0): 4, (2, 1): 5, (2, 2): 6}  # along the one path
+    assert sorted(worlds.DOORWAYS_TO_GOAL[room] for room in worlds.START_ROOMS) == [3, 4, 5, 6]
     assert [worlds.room_of(worlds.room_centre(row, col)) for row in range(3) for col in range(3)] == \
         [(row, col) for row in range(3) for col in range(3)]
     doorway = np.array([worlds.ROOM + worlds.GAP / 2, 0, 7.0])  # between (1, 0) and (1, 1)
@@ -160,20 +165,26 @@ def test_the_maze_counts_the_rooms_an_episode_enters():
     env, world, _, info = maze(tv=False, seed=5)
     start = worlds.room_of(world.agent.pos)
     assert info["rooms_visited"] == 1 and start in worlds.START_ROOMS
-    visits = []
+    visits, closest = [], []
     for room in (start, (1, 1), start, (1, 0), (1, 1)):
         world.agent.pos = worlds.room_centre(*room)
-        visits.append(env.step(worlds.NOOP)[4]["rooms_visited"])
+        info = env.step(worlds.NOOP)[4]
+        visits.append(info["rooms_visited"])
+        closest.append(info["doorways_to_goal"])
     assert visits == [1, 2, 2, 3, 3]
+    assert closest == [worlds.DOORWAYS_TO_GOAL[start]] + [2] * 4  # the hub is 2 from the goal, and stays
     env.reset(seed=6)
-    assert env.step(worlds.NOOP)[4]["rooms_visited"] == 1  # a new episode counts anew
+    info = env.step(worlds.NOOP)[4]  # a new episode counts anew
+    assert info["rooms_visited"] == 1 and info["doorways_to_goal"] == worlds.DOORWAYS_TO_GOAL[
+        worlds.room_of(world.agent.pos)]
     env.close()
 
 
 def test_the_tv_switches_only_by_its_action_and_only_near_it():
     env, world, obs, info = maze(tv=True, seed=3)
     assert env.action_space.n == 5
-    assert info == {"goal_reached": 0, "rooms_visited": 1, "tv_action_share": 0.0, "near_tv_share": 0.0}
+    assert info == {"goal_reached": 0, "rooms_visited": 1, "tv_action_share": 0.0, "near_tv_share": 0.0,
+                    "doorways_to_goal": worlds.DOORWAYS_TO_GOAL[worlds.room_of(world.agent.pos)]}
     facing_tv = world.tv.pos * [1, 0, 1] - [0, 0, 3.0]  # 3 in front of it, looking at it (dir -pi/2: +z)
 
     def look(action):
