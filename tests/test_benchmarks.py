@@ -460,6 +460,17 @@ def test_random_agent_plays_whole_episodes_and_repeats_with_a_seed():
     assert np.array_equal(returns, again[0]) and np.array_equal(lengths, again[1]) and counters == {}
 
 
+def test_random_agent_rows_keep_a_rare_event_readable():
+    sys.path.insert(0, str(BENCH))
+    from random_agent import csv_row
+
+    goal = np.zeros(128)
+    goal[5] = 1.0  # the goal in 1 of 128 episodes
+    row = csv_row("benchmarks.worlds:MazeTV-v0", goal * 0.9, np.full(128, 999.8), {"goal_reached": goal})
+    assert row["episodes"] == 128 and row["mean_goal_reached"] == 0.0078 and row["mean_return"] == 0.007
+    assert row["std_return"] == round(float((goal * 0.9).std()), 4) and row["mean_length"] == 999.8
+
+
 def test_random_agent_replaces_its_games_rows_and_keeps_the_others(tmp_path):
     out = tmp_path / "random.csv"
     out.write_text("env_id,episodes,mean_return,std_return,mean_length,mean_ball_returns\n"
