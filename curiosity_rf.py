@@ -1206,7 +1206,7 @@ def log_iteration(writer: Optional[SummaryWriter], scalars: dict, global_step: i
     if writer is not None:
         for name, value in scalars.items():
             writer.add_scalar(name, value, global_step)
-    recent = f"{np.mean(recent_returns):.1f}" if recent_returns else "n/a"
+    recent = f"{np.mean(recent_returns):.2f}" if recent_returns else "n/a"  # 1 goal in 100: 0.01
     left = (f"{seconds_left / 86400:.1f} days" if seconds_left >= 86400
             else time.strftime("%H:%M:%S", time.gmtime(seconds_left)))
     print(f"iter {iteration}/{last} step {global_step:,} frames {4 * global_step:,} "

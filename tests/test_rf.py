@@ -1,5 +1,6 @@
 """Behaviour of curiosity_rf.py: each test checks a piece of the algorithm against numbers worked out
 by hand or by numpy, and the end-to-end tests run the real script on a real Atari game."""
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -504,3 +505,13 @@ def test_episodic_return_is_logged_when_episodes_end(tmp_path):
     assert lengths and all(v <= 20 for v in lengths)
     assert "charts/episodic_return" in scalars
     assert scalars["charts/episodes"] == [(128, 4.0)]  # each of the 4 envs ends one, at its step 20 (iteration 2)
+
+
+def test_the_progress_line_shows_one_goal_in_a_hundred_episodes(rf, capsys):
+    scalars = {"charts/SPS": 200, "charts/intrinsic_reward_mean": 0.25}
+    rf.log_iteration(None, scalars, 8192, (0, 2, 10), time.time() - 10.0, [0.0] * 99 + [1.0], None)
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("iter 2/10 step 8,192 frames 32,768 SPS 200 return(last 100) 0.01 r_int 0.25 left ")
+    assert line.endswith("00:00:40") or line.endswith("00:00:41")  # 10 s for 2 iterations, 8 to go
+    rf.log_iteration(None, scalars, 8192, (0, 2, 10), time.time(), [], None)
+    assert "return(last 100) n/a" in capsys.readouterr().out
