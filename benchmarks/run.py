@@ -144,6 +144,18 @@ def grid(scripts, env_ids, seeds, frames, extra, tag=None, then=None):
     return runs + (grid(**{**inherited, **then}) if then else [])
 
 
+def with_grid(spec: dict, scripts=None, env_ids=None, seeds=None, frames=None) -> dict:
+    """A preset's grid with the command line's fields. Seeds alone keep every part of its chain, each at the
+    new seeds (`--preset maze --seeds 2`: the whole preset at seed 2); scripts, games or a budget name a grid
+    of their own and drop the preset's later parts."""
+    if seeds is not None:
+        later = {"then": with_grid(spec["then"], seeds=seeds)} if "then" in spec else {}
+        spec = {**spec, "seeds": seeds, **later}
+    own = {field: value for field, value in dict(scripts=scripts, env_ids=env_ids, frames=frames).items()
+           if value is not None}
+    return {**{k: v for k, v in spec.items() if k != "then"}, **own} if own else spec
+
+
 def run_key(run: dict) -> str:
     tag = f"__{run['tag']}" if run.get("tag") else ""
     return f"{run['script']}__{re.sub('[/:]', '-', run['env_id'])}__s{run['seed']}{tag}"
@@ -255,10 +267,8 @@ def main():
         parser.error("give --preset, or all of --scripts, --env-ids, --seeds and --frames")
     preset = PRESETS.get(args.preset, {})
     spec = dict(preset() if callable(preset) else preset)
-    for field in ("scripts", "env_ids", "seeds", "frames"):
-        if getattr(args, field) is not None:
-            spec[field] = getattr(args, field)
-            spec.pop("then", None)  # an explicit grid replaces the preset's second part
+    fields = ("scripts", "env_ids", "seeds", "frames")
+    spec = with_grid(spec, **{field: getattr(args, field) for field in fields})
     spec["extra"] = spec.get("extra", []) + extra
     if args.tag:
         spec["tag"] = args.tag

@@ -586,6 +586,22 @@ def test_precision_agreement_compares_bfloat16_rewards_with_float32s():
     assert precision_agreement(r32, r32[::-1, ::-1])["correlation"] == pytest.approx(-1.0)
 
 
+def test_other_seeds_alone_keep_a_presets_whole_chain_and_a_grid_of_ones_own_drops_it():
+    sys.path.insert(0, str(BENCH))
+    import run
+
+    maze = run.grid(**run.PRESETS["maze"]())
+    seed2 = run.grid(**run.with_grid(run.PRESETS["maze"](), seeds=[2]))
+    assert [run.run_key(r) for r in seed2] == [run.run_key(r).replace("__s1", "__s2") for r in maze]
+    assert [{**r, "seed": 1} for r in seed2] == maze and len(maze) == 7
+    both = run.grid(**run.with_grid(run.PRESETS["cpu10m-seeds"](), seeds=[4, 5]))
+    assert [(r["script"], r["seed"]) for r in both] == [("curiosity_rf", 4), ("curiosity_rf", 5),
+                                                         ("curiosity_idf", 4), ("curiosity_idf", 5)]
+    own = run.grid(**run.with_grid(run.PRESETS["maze"](), seeds=[3], frames=1_000_000))
+    assert [(r["script"], r["tag"], r["seed"], r["frames"]) for r in own] == [
+        ("curiosity_extrinsic_mix", "goal_only", 3, 1_000_000)]  # the preset's first part only
+
+
 def test_presets_cover_what_their_questions_need():
     sys.path.insert(0, str(BENCH))
     import run
