@@ -10,7 +10,8 @@ points within the plotted frames, and a hollow marker at each run's budget), rep
 (per variant and game: our final score, the random agent, the paper's score interpolated at our budget
 and our ratio to it, the mix script's paper result after the paper's full budget; per game, whether the
 variants' order matches the paper's at that budget, over the pairs whose paper values are further apart
-than the fine reading's error: 3% of the game's panel, taken as its curves' highest point). Two-player
+than the fine reading's error: 3% of the game's panel, taken as its curves' highest point; for a run past
+more than one of the paper's points, as RF on Breakout to 50M frames, its score at each). Two-player
 Pong has no game score (its reward is removed): its runs are scored by ball returns per episode and
 shown with their episode length, each beside the random policy's (random_agent.csv's mean_ball_returns
 and mean_length).
@@ -220,6 +221,45 @@ def summarise(runs: dict, random_agent: dict, paper_curves: dict, paper_final: d
     return table, order
 
 
+def score_at(frames: np.ndarray, values: np.ndarray, counts: np.ndarray, point: float):
+    """A run's score at `point` frames as its final score would read had it stopped there: the mean of its
+    logged points over the last 10% of the frames up to it, every episode counted once; None if none."""
+    inside = (frames > (1 - FINAL_FRACTION) * point) & (frames <= point)
+    return float(np.average(values[inside], weights=counts[inside])) if inside.any() else None
+
+
+def paper_points(runs: dict, random_agent: dict, paper_curves: dict, episodes: dict = None) -> list[str]:
+    """A table for the runs that went past more than one point of the paper's curve (RF on Breakout to 50M
+    frames: 10M, 30M and 50M): each seed scored at each point as if it had stopped there (score_at), the mean
+    and standard error over seeds beside the paper's value. A point counts as reached within 1% of it (a
+    10M-frame run stops at 9.96M, the last whole iteration). Runs that reached one point have it in the
+    main table already."""
+    rows = []
+    for (variant, env), seeds in sorted(runs.items()):
+        curve = paper_curves.get((game_of(env), method(variant)))
+        end = min(frames[-1] for frames, _ in seeds.values())
+        points = [] if curve is None else [p for p in curve[0] if p <= end / 0.99]
+        counts = (episodes or {}).get((variant, env)) or {}
+        random_score = random_agent.get(env, {}).get(f"mean_{metrics_of(env)[0]}")
+        for point in points if len(points) > 1 else []:
+            scores = [score_at(f, v, weights(f, counts.get(seed)), point) for seed, (f, v) in seeds.items()]
+            if None in scores:
+                continue
+            mean, sem = mean_sem(np.array(scores))
+            paper = paper_at(curve, point)
+            normalised = "" if not random_score else \
+                f"{(mean - float(random_score)) / (paper - float(random_score)):.2f}"
+            rows.append(f"| {method(variant)} | {tag_of(variant)} | {env} | {len(seeds)} | {point:,.0f} | "
+                        f"{mean:.2f} +- {sem:.2f} | {paper:g} | {normalised} |")
+    if not rows:
+        return []
+    return ["", "At the paper's points, for the runs that went past more than one: the score over the last "
+            "10% of the frames up to each point (as the final score of a run stopped there), mean +- "
+            "standard error over seeds, beside the paper's curve at that point and normalised as above.", "",
+            "| script | tag | game | seeds | frames | score | paper | normalised |",
+            "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows]
+
+
 def wall_hours(status_dir: Path) -> dict:
     """{(variant, env_id): (hours, machines)} from run.py's status files: each run's wall time, over all its
     segments, summed over seeds, and what it ran on (the older status files, before run.py wrote it: "")."""
@@ -408,6 +448,7 @@ def main():
     if ordered:
         lines += ["", "Order of the variants by final score, against the paper's order at our budget:",
                   *ordered]
+    lines += paper_points(runs, random_agent, paper_curves, by_metric["episodes"])
     lines += maze_table(by_metric, random_agent)
     lines += ["", "![learning curves](curves.png)", ""]
     (out / "report.md").write_text("\n".join(lines))

@@ -248,6 +248,28 @@ def test_paper_curve_is_interpolated_from_the_random_agent_and_stops_at_its_last
     assert vae[0].tolist() == [1e7, 5e7, 1e8, 4e8] and vae[1].tolist() == [10, 25, 50, 200]
 
 
+def test_a_run_past_the_papers_points_is_scored_at_each_as_if_it_had_stopped_there():
+    report = _report()
+    curves = report.read_paper_curves(BENCH / "paper_curves.csv")  # RF, Breakout: 23, 58, 129 at 10, 30, 50M
+    frames = np.arange(1, 101) * 5e5  # 100 logged points to 50M frames, a score of 1 a million frames
+    key = ("curiosity_rf__float32", "BreakoutNoFrameskip-v4")
+    runs = {key: {1: (frames, frames / 1e6), 2: (frames, frames / 1e6 + 2)}}
+    episodes = {key: {1: (frames, np.where(frames == 1e7, 2.0, 1.0)), 2: (frames, np.ones(100))}}
+    lines = report.paper_points(runs, {"BreakoutNoFrameskip-v4": {"mean_return": "1.4"}}, curves, episodes)
+    # at 10M the points at 9.5M and 10M (two episodes ended at 10M for seed 1): 9.83 and 11.75
+    assert [line for line in lines if line.startswith("| curiosity_rf")] == [
+        "| curiosity_rf | float32 | BreakoutNoFrameskip-v4 | 2 | 10,000,000 | 10.79 +- 0.96 | 23 | 0.43 |",
+        "| curiosity_rf | float32 | BreakoutNoFrameskip-v4 | 2 | 30,000,000 | 29.75 +- 1.00 | 58 | 0.50 |",
+        "| curiosity_rf | float32 | BreakoutNoFrameskip-v4 | 2 | 50,000,000 | 48.75 +- 1.00 | 129 | 0.37 |"]
+    # a 10M-frame run stops at 9.96M: one point, in the main table already, so no table of points
+    at_10m = {key: {1: (frames[:20] * 0.996, frames[:20] / 1e6)}}
+    assert report.paper_points(at_10m, {}, curves) == []
+    # a run stopped at 49.92M (its last whole iteration) has reached 50M; no random agent, no normalised
+    cut = {key: {1: (frames * 0.9984, frames / 1e6)}}
+    assert report.paper_points(cut, {}, curves)[-1] == \
+        "| curiosity_rf | float32 | BreakoutNoFrameskip-v4 | 1 | 50,000,000 | 47.75 +- 0.00 | 129 |  |"
+
+
 def test_order_check_compares_variants_at_one_budget():
     report = _report()
     assert report.order_matches({"rf": 6.0, "idf": 4.0}, {"rf": 6.1, "idf": 4.1}) is True
