@@ -156,6 +156,14 @@ def with_grid(spec: dict, scripts=None, env_ids=None, seeds=None, frames=None) -
     return {**{k: v for k, v in spec.items() if k != "then"}, **own} if own else spec
 
 
+def with_extra(spec: dict, extra: list, first: bool = True) -> dict:
+    """A grid with the arguments after `--` added to every run: to the first part of a chain and to each later
+    part that sets extra arguments of its own (the others inherit them, the added ones with them)."""
+    later = {"then": with_extra(spec["then"], extra, first=False)} if "then" in spec else {}
+    own = {"extra": spec.get("extra", []) + extra} if first or "extra" in spec else {}
+    return {**spec, **own, **later}
+
+
 def run_key(run: dict) -> str:
     tag = f"__{run['tag']}" if run.get("tag") else ""
     return f"{run['script']}__{re.sub('[/:]', '-', run['env_id'])}__s{run['seed']}{tag}"
@@ -269,7 +277,7 @@ def main():
     spec = dict(preset() if callable(preset) else preset)
     fields = ("scripts", "env_ids", "seeds", "frames")
     spec = with_grid(spec, **{field: getattr(args, field) for field in fields})
-    spec["extra"] = spec.get("extra", []) + extra
+    spec = with_extra(spec, extra)
     if args.tag:
         spec["tag"] = args.tag
     workers = args.workers or spec.pop("workers", 1)

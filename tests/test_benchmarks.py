@@ -624,6 +624,19 @@ def test_other_seeds_alone_keep_a_presets_whole_chain_and_a_grid_of_ones_own_dro
         ("curiosity_extrinsic_mix", "goal_only", 3, 1_000_000)]  # the preset's first part only
 
 
+def test_arguments_after_the_dashes_reach_every_run_of_a_chained_preset_once():
+    sys.path.insert(0, str(BENCH))
+    import run
+
+    maze = run.grid(**run.PRESETS["maze"]())
+    cuda = run.grid(**run.with_extra(run.PRESETS["maze"](), ["--cuda", "False"]))
+    # the maze's later parts set their own arguments (the mix's coefficients, pure curiosity's batch)
+    assert [r["extra"] for r in cuda] == [[*r["extra"], "--cuda", "False"] for r in maze]
+    own = dict(scripts=["curiosity_rf"], env_ids=["PongNoFrameskip-v4"], seeds=[1], frames=1000)  # no extra
+    custom = run.grid(**run.with_extra(own, ["--num-envs", "8"]))
+    assert [r["extra"] for r in custom] == [["--num-envs", "8"]]
+
+
 def test_presets_cover_what_their_questions_need():
     sys.path.insert(0, str(BENCH))
     import run
