@@ -156,11 +156,14 @@ def with_grid(spec: dict, scripts=None, env_ids=None, seeds=None, frames=None) -
     return {**{k: v for k, v in spec.items() if k != "then"}, **own} if own else spec
 
 
-def with_extra(spec: dict, extra: list, first: bool = True) -> dict:
-    """A grid with the arguments after `--` added to every run: to the first part of a chain and to each later
-    part that sets extra arguments of its own (the others inherit them, the added ones with them)."""
-    later = {"then": with_extra(spec["then"], extra, first=False)} if "then" in spec else {}
+def with_extra(spec: dict, extra: list, tag: str = None, first: bool = True) -> dict:
+    """A grid with the arguments after `--` added to every run, and `--tag` to every run's tag (goal_only ->
+    goal_only-TAG), so that runs given other arguments stay apart from the preset's own: to the first part
+    of a chain and to each later part that sets its own (the others inherit them, with what was added)."""
+    later = {"then": with_extra(spec["then"], extra, tag, first=False)} if "then" in spec else {}
     own = {"extra": spec.get("extra", []) + extra} if first or "extra" in spec else {}
+    if tag and (first or "tag" in spec):
+        own["tag"] = "-".join(filter(None, [spec.get("tag"), tag]))
     return {**spec, **own, **later}
 
 
@@ -265,8 +268,9 @@ def main():
     parser.add_argument("--workers", type=int, help="runs at once (each uses all cores it can get); default: "
                         "the preset's (4 for the gpu presets), else 1")
     parser.add_argument("--results-dir", default=str(ROOT / "benchmarks" / "results"))
-    parser.add_argument("--tag", help="added to each run's key (script__game__sSEED__TAG), for runs that differ "
-                        "from others of the same script, game and seed only in the arguments after --")
+    parser.add_argument("--tag", help="added to each run's key (script__game__sSEED__TAG; after a preset's "
+                        "own tag, -TAG), for runs that differ from others of the same script, game and seed "
+                        "only in the arguments after --")
     parser.add_argument("--only", nargs="+", help="run only the grid's runs whose key (script__game__sSEED, "
                         "then __TAG if any) contains one of these strings")
     args, extra = parser.parse_known_args()
@@ -277,9 +281,7 @@ def main():
     spec = dict(preset() if callable(preset) else preset)
     fields = ("scripts", "env_ids", "seeds", "frames")
     spec = with_grid(spec, **{field: getattr(args, field) for field in fields})
-    spec = with_extra(spec, extra)
-    if args.tag:
-        spec["tag"] = args.tag
+    spec = with_extra(spec, extra, args.tag)
     workers = args.workers or spec.pop("workers", 1)
     spec.pop("workers", None)
     missing = sorted({s for s in spec["scripts"] if s not in SCRIPTS})

@@ -624,7 +624,7 @@ def test_other_seeds_alone_keep_a_presets_whole_chain_and_a_grid_of_ones_own_dro
         ("curiosity_extrinsic_mix", "goal_only", 3, 1_000_000)]  # the preset's first part only
 
 
-def test_arguments_after_the_dashes_reach_every_run_of_a_chained_preset_once():
+def test_arguments_after_the_dashes_and_the_tag_reach_every_run_of_a_chained_preset_once():
     sys.path.insert(0, str(BENCH))
     import run
 
@@ -635,6 +635,13 @@ def test_arguments_after_the_dashes_reach_every_run_of_a_chained_preset_once():
     own = dict(scripts=["curiosity_rf"], env_ids=["PongNoFrameskip-v4"], seeds=[1], frames=1000)  # no extra
     custom = run.grid(**run.with_extra(own, ["--num-envs", "8"]))
     assert [r["extra"] for r in custom] == [["--num-envs", "8"]]
+    # --tag keeps such runs apart from the preset's own, in every part (the preset's tag kept before it)
+    tagged = run.grid(**run.with_extra(run.PRESETS["maze"](), ["--bf16"], tag="bf16"))
+    assert [run.run_key(r) for r in tagged] == [
+        run.run_key(r).replace("__goal_only", "__goal_only-bf16").replace("__mix", "__mix-bf16")
+        + ("" if r["tag"] else "__bf16") for r in maze]
+    mine = run.grid(**run.with_extra(own, [], tag="x"))
+    assert run.run_key(mine[0]) == "curiosity_rf__PongNoFrameskip-v4__s1__x"
 
 
 def test_presets_cover_what_their_questions_need():
