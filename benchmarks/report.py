@@ -101,6 +101,18 @@ def final_scores(seeds: dict, episodes: dict = None) -> np.ndarray:
     return np.array(finals)
 
 
+def longest_seeds(runs: dict) -> tuple[dict, list]:
+    """Each group's seeds that reached its longest seed's frames (within 1%: a whole iteration), and the
+    others as (variant, env, seed, frames): a seed under way or cut short is left out of the tables and the
+    curves, which would else put a 1.6M-frame score into the mean beside a 10M-frame one."""
+    kept, shorter = {}, []
+    for key, seeds in runs.items():
+        end = max(frames[-1] for frames, _ in seeds.values())
+        kept[key] = {seed: run for seed, run in seeds.items() if run[0][-1] >= 0.99 * end}
+        shorter += [(*key, seed, run[0][-1]) for seed, run in sorted(seeds.items()) if seed not in kept[key]]
+    return kept, shorter
+
+
 def mean_sem(values: np.ndarray) -> tuple[float, float]:
     sem = values.std(ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0.0
     return float(values.mean()), float(sem)
@@ -260,14 +272,17 @@ def paper_points(runs: dict, random_agent: dict, paper_curves: dict, episodes: d
             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |", *rows]
 
 
-def wall_hours(status_dir: Path) -> dict:
+def wall_hours(status_dir: Path, runs: dict = None) -> dict:
     """{(variant, env_id): (hours, machines)} from run.py's status files: each run's wall time, over all its
-    segments, summed over seeds, and what it ran on (the older status files, before run.py wrote it: "")."""
+    segments, summed over seeds (those in `runs`, where given), and what it ran on (the older status files,
+    before run.py wrote it: "")."""
     hours = {}
     for path in status_dir.glob("*.json"):
         status = json.loads(path.read_text())
         variant = "__".join([status["script"], *([status["tag"]] if status.get("tag") else [])])
         key = (variant, env_of(status["env_id"]))
+        if runs is not None and status["seed"] not in runs.get(key, {}):
+            continue
         total, machines = hours.get(key, (0.0, ""))
         names = [*filter(None, machines.split(" + ")), *status.get("machines", {})]
         machines = " + ".join(dict.fromkeys(names))  # each once, in the order met
@@ -411,12 +426,16 @@ def main():
         runs.update({key: seeds for key, seeds in tagged.items() if metrics_of(key[1])[0] == metric})
     if not runs:
         raise SystemExit(f"error: no finished episodes logged under {out / 'runs'}; run benchmarks/run.py first")
+    runs, shorter = longest_seeds(runs)  # every metric of a group over the same seeds: those of its score
+    by_metric = {metric: {key: {seed: run for seed, run in seeds.items() if seed in runs[key]}
+                          for key, seeds in tagged.items() if key in runs}
+                 for metric, tagged in by_metric.items()}
     random_agent = {env_of(env): row for env, row in read_csv(Path(args.random_agent), "env_id").items()}
     paper_curves = read_paper_curves(Path(args.paper_curves))
     plot(by_metric, random_agent, paper_curves).savefig(out / "curves.png", dpi=110)
 
     table, order = summarise(runs, random_agent, paper_curves, read_csv(Path(args.paper), "env_id"),
-                             by_metric["length"], wall_hours(out / "status"), by_metric["episodes"])
+                             by_metric["length"], wall_hours(out / "status", runs), by_metric["episodes"])
     with open(out / "report.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(table[0]))
         writer.writeheader()
@@ -448,6 +467,11 @@ def main():
     if ordered:
         lines += ["", "Order of the variants by final score, against the paper's order at our budget:",
                   *ordered]
+    if shorter:
+        left_out = "; ".join(f"{variant} on {env}, seed {seed} at {frames:,.0f} frames"
+                             for variant, env, seed, frames in shorter)
+        lines += ["", "Left out of the tables and curves, shorter than their group's longest seed (under "
+                  f"way, or cut short): {left_out}."]
     lines += paper_points(runs, random_agent, paper_curves, by_metric["episodes"])
     lines += maze_table(by_metric, random_agent)
     lines += ["", "![learning curves](curves.png)", ""]

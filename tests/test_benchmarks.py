@@ -172,11 +172,16 @@ def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
             writer.close()
             finals.append(values[-2:].mean())  # last 10% of 20 points
         expected[script] = np.mean(finals)
+    writer = SummaryWriter(runs / "curiosity_rf__PongNoFrameskip-v4__s3" / "tb")  # a third seed, under way
+    for i in range(10):
+        writer.add_scalar("charts/episodic_return", 100.0, (i + 1) * 1000)  # it would move the mean, were it in
+    writer.close()
     random_csv = tmp_path / "random.csv"
     random_csv.write_text("env_id,episodes,mean_return,std_return,mean_length\nPongNoFrameskip-v4,10,-20.7,0.5,800\n")
     (tmp_path / "r" / "status").mkdir()
     machines = ({"CPU A": 1800}, {"CPU A": 600, "CPU B": 3000})  # seed 2 continued on another machine
-    for seed, seconds in ((1, 1800), (2, 3600)):  # run.py's status files: the wall time of each run
+    machines += ({"CPU A": 900},)
+    for seed, seconds in ((1, 1800), (2, 3600), (3, 900)):  # run.py's status files: the wall time of each run
         (tmp_path / "r" / "status" / f"curiosity_rf__PongNoFrameskip-v4__s{seed}.json").write_text(json.dumps(
             dict(script="curiosity_rf", env_id="PongNoFrameskip-v4", seed=seed, tag=None, seconds=seconds,
                  machines=machines[seed - 1])))
@@ -201,6 +206,7 @@ def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
     assert "| curiosity_rf |  | PongNoFrameskip-v4 | 2 | 80,000 |" in report and "| -20.7 (800) |" in report
     assert "| 1.5 | CPU A + CPU B |" in report
     assert "PongNoFrameskip-v4 at 80,000 frames:" in report  # the order of the two variants is judged
+    assert "(under way, or cut short): curiosity_rf on PongNoFrameskip-v4, seed 3 at 40,000 frames." in report
     assert (tmp_path / "r" / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
