@@ -14,7 +14,8 @@ than the fine reading's error: 3% of the game's panel, taken as its curves' high
 more than one of the paper's points, as RF on Breakout to 50M frames, its score at each). Two-player
 Pong has no game score (its reward is removed): its runs are scored by ball returns per episode and
 shown with their episode length, each beside the random policy's (random_agent.csv's mean_ball_returns
-and mean_length).
+and mean_length). A seed shorter than its group's longest (under way, or cut short) is left out of all of
+it, and named below the table.
 
 The paper's curves (benchmarks/paper_curves.csv: for RF and IDF the spec's finer reading at 10M, 30M and 50M
 frames, the by-eye one at 100M and 400M) start at 10M frames. Below that the paper's value is
