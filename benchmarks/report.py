@@ -103,13 +103,15 @@ def final_scores(seeds: dict, episodes: dict = None) -> np.ndarray:
 
 
 def longest_seeds(runs: dict) -> tuple[dict, list]:
-    """Each group's seeds that reached its longest seed's frames (within 1%: a whole iteration), and the
-    others as (variant, env, seed, frames): a seed under way or cut short is left out of the tables and the
-    curves, which would else put a 1.6M-frame score into the mean beside a 10M-frame one."""
+    """Each group's seeds that reached its longest seed's frames, and the others as (variant, env, seed,
+    frames): a seed under way or cut short is left out of the tables and the curves, which would else put a
+    1.6M-frame score into the mean beside a 10M-frame one. Reached: within 1%, or within the seed's widest
+    gap between logged points (the maze logs only where an episode ended: every 8 iterations or so)."""
     kept, shorter = {}, []
     for key, seeds in runs.items():
         end = max(frames[-1] for frames, _ in seeds.values())
-        kept[key] = {seed: run for seed, run in seeds.items() if run[0][-1] >= 0.99 * end}
+        kept[key] = {seed: (frames, values) for seed, (frames, values) in seeds.items()
+                     if frames[-1] + np.diff(frames, prepend=0.0).max() >= 0.99 * end}
         shorter += [(*key, seed, run[0][-1]) for seed, run in sorted(seeds.items()) if seed not in kept[key]]
     return kept, shorter
 

@@ -254,6 +254,18 @@ def test_paper_curve_is_interpolated_from_the_random_agent_and_stops_at_its_last
     assert vae[0].tolist() == [1e7, 5e7, 1e8, 4e8] and vae[1].tolist() == [10, 25, 50, 200]
 
 
+def test_a_seed_short_of_its_groups_longest_is_left_out_but_a_sparsely_logged_finished_one_is_not():
+    report = _report()
+    every = np.arange(1, 153) * 65536.0  # 152 iterations of 128 x 128 steps, 10M frames: a point each
+    maze = np.arange(8, 123, 8) * 16384.0  # a maze run logs where episodes end: every 8 iterations of 4096
+    atari, world = ("curiosity_rf", "BreakoutNoFrameskip-v4"), ("curiosity_rf", "benchmarks.worlds-Maze-v0")
+    runs = {atari: {1: (every, every), 2: (every[:25], every[:25])},
+            world: {1: (maze, maze), 2: (maze[:-1], maze[:-1])}}  # 7% short, one logging gap: finished
+    kept, shorter = report.longest_seeds(runs)
+    assert {key: sorted(seeds) for key, seeds in kept.items()} == {atari: [1], world: [1, 2]}
+    assert shorter == [(*atari, 2, 25 * 65536.0)]  # under way at 1.6M frames
+
+
 def test_a_run_past_the_papers_points_is_scored_at_each_as_if_it_had_stopped_there():
     report = _report()
     curves = report.read_paper_curves(BENCH / "paper_curves.csv")  # RF, Breakout: 23, 58, 129 at 10, 30, 50M
