@@ -342,7 +342,8 @@ def test_the_cpu10m_preset_runs_in_the_precision_the_cpu_does_fast_and_says_whic
     first = {r["script"] + r["env_id"]: r for r in run.grid(**run.PRESETS["cpu10m"]()) if r["seed"] == 1}
     assert all({**r, "seed": 1} == first[r["script"] + r["env_id"]] for r in seeds)
     (longer,) = run.grid(**run.PRESETS["cpu50m"]())
-    assert longer == {**first["curiosity_rfBreakoutNoFrameskip-v4"], "frames": 50_000_000}
+    assert longer == {**first["curiosity_rfBreakoutNoFrameskip-v4"], "seed": 2, "frames": 50_000_000}
+    assert run.run_key(longer) == run.run_key(seeds[0])  # cpu10m-seeds' seed 2, so its 10M frames can be reused
 
 
 def test_a_tagged_run_has_its_scripts_paper_curve_and_is_ranked_only_among_runs_of_its_tag():
