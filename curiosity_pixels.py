@@ -673,6 +673,9 @@ def parse_args() -> tuple[Args, Optional[dict]]:
         if not rank_0 and not stopped:  # a bad flag: torchrun ends every process once one has failed, so
             time.sleep(10)  # the others give rank 0 time to say why (else its words can be cut off)
         raise stop if rank_0 or not isinstance(stop.code, str) else SystemExit(1)
+    except BrokenPipeError:  # `--help | head`: the reader has gone; stop as shell tools do, no traceback
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (else the flush at exit fails again)
+        raise SystemExit(128 + signal.SIGPIPE)
     return args, checkpoint
 
 

@@ -1,5 +1,7 @@
 """Behaviour of curiosity_rf.py: each test checks a piece of the algorithm against numbers worked out
 by hand or by numpy, and the end-to-end tests run the real script on a real Atari game."""
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -473,6 +475,16 @@ def test_help_documents_every_argument():
                  "--obs-norm-steps", "--max-episode-steps", "--max-grad-norm", "--capture-video"):
         assert flag in result.stdout
     assert "sticky actions" in result.stdout  # field docstrings reach --help
+
+
+def test_help_into_a_closed_pipe_stops_quietly():
+    """`--help | head -1`: the reader closes the pipe before the help is written; the script stops with a
+    shell's 141 (128 + SIGPIPE) and no traceback (the other scripts share the code: test_consistency)."""
+    process = subprocess.Popen([sys.executable, str(ROOT / "curiosity_rf.py"), "--help"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.close()  # before the script has imported torch, let alone printed
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 141 and stderr == "", (process.returncode, stderr)
 
 
 # ---------------------------------------------------------------- end to end
