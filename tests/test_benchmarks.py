@@ -339,10 +339,11 @@ def test_the_cpu10m_preset_runs_in_the_precision_the_cpu_does_fast_and_says_whic
     seeds = run.grid(**run.PRESETS["cpu10m-seeds"]())
     assert [run.run_key(r) for r in seeds] == [f"{key}__s{seed}__{tag}" for key in (order[0], order[3])
                                                for seed in (2, 3)]
-    first = {r["script"] + r["env_id"]: r for r in run.grid(**run.PRESETS["cpu10m"]()) if r["seed"] == 1}
-    assert all({**r, "seed": 1} == first[r["script"] + r["env_id"]] for r in seeds)
+    # (keyed by tag too: with bfloat16, cpu10m also runs RF on Breakout in float32, its control)
+    first = {(r["script"], r["env_id"], r["tag"]): r for r in run.grid(**run.PRESETS["cpu10m"]())}
+    assert all({**r, "seed": 1} == first[r["script"], r["env_id"], r["tag"]] for r in seeds)
     (longer,) = run.grid(**run.PRESETS["cpu50m"]())
-    assert longer == {**first["curiosity_rfBreakoutNoFrameskip-v4"], "seed": 2, "frames": 50_000_000}
+    assert longer == {**first["curiosity_rf", "BreakoutNoFrameskip-v4", tag], "seed": 2, "frames": 50_000_000}
     assert run.run_key(longer) == run.run_key(seeds[0])  # cpu10m-seeds' seed 2, so its 10M frames can be reused
 
 
