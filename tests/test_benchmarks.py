@@ -157,6 +157,17 @@ def test_a_run_tagged_on_the_command_line_keeps_its_own_key_and_only_picks_it(tm
     assert [p.name for p in (tmp_path / "t" / "runs").iterdir()] == [key]
 
 
+def test_a_run_writes_its_status_even_if_the_status_folder_went_away_while_it_ran(tmp_path):
+    sys.path.insert(0, str(BENCH))
+    import run
+
+    (tmp_path / "logs").mkdir()  # no status/: as after a `git rm` of its last file while a run went on
+    spec = dict(script="curiosity_rf", env_id="BreakoutNoFrameskip-v4", seed=1, frames=4 * 64, extra=TINY_RUN)
+    status = run.execute(spec, tmp_path)
+    assert status["returncode"] == 0
+    assert json.loads((tmp_path / "status" / "curiosity_rf__BreakoutNoFrameskip-v4__s1.json").read_text()) == status
+
+
 def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
     runs = tmp_path / "r" / "runs"
     rng = np.random.default_rng(0)
