@@ -165,7 +165,8 @@ def test_a_run_writes_its_status_even_if_the_status_folder_went_away_while_it_ra
     spec = dict(script="curiosity_rf", env_id="BreakoutNoFrameskip-v4", seed=1, frames=4 * 64, extra=TINY_RUN)
     status = run.execute(spec, tmp_path)
     assert status["returncode"] == 0
-    assert json.loads((tmp_path / "status" / "curiosity_rf__BreakoutNoFrameskip-v4__s1.json").read_text()) == status
+    written = tmp_path / "status" / "curiosity_rf__BreakoutNoFrameskip-v4__s1.json"
+    assert json.loads(written.read_text()) == status
 
 
 def test_report_reads_event_files_and_writes_curves_and_tables(tmp_path):
