@@ -75,9 +75,9 @@ PRESETS = {
                                   dict(scripts=["curiosity_idf"], env_ids=["SpaceInvadersNoFrameskip-v4"])),
     # Does RF on Breakout keep the paper's shape past its first point (23 at 10M, 58 at 30M, 129 at 50M
     # frames)? One run to 50M frames at the paper's batch: about 13 h in float32 on 2 AVX2 cores, in bfloat16
-    # about 4 h with AMX and 5 h with AVX-512 BF16. Seed 2, so that cpu10m-seeds' 10M-frame run of it, copied
-    # in with its checkpoint, can save the first 3 h: with a constant learning rate, its checkpoint is what a
-    # 50M-frame run cut at 10M would save.
+    # about 4 h with AMX and 4.6 h with AVX-512 BF16. Seed 2, so that cpu10m-seeds' 10M-frame run of it,
+    # copied in with its checkpoint, can save the first 3 h: with a constant learning rate, its checkpoint is
+    # what a 50M-frame run cut at 10M would save.
     "cpu50m": lambda: dict(scripts=["curiosity_rf"], env_ids=["BreakoutNoFrameskip-v4"], seeds=[2],
                            frames=50_000_000, **precision(bf16_is_fast())),
     # The paper's maze (benchmarks/worlds.py): does the goal's reward alone find the goal, does curiosity added to it,
